@@ -1,0 +1,250 @@
+"""Every configuration key, with its default, documented once.
+
+Model keys use PySlowFast's names so that its AVA configs and checkpoints read the same here.
+Nothing else in the package defines a default for a key that lives in this file.
+"""
+
+from yacs.config import CfgNode
+
+_C = CfgNode()
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+_C.MODEL = CfgNode()
+# "slowfast" (two pathways) or "slow" (Slow pathway only).
+_C.MODEL.ARCH = "slowfast"
+# Number of action classes scored by the head (80 for AVA v2.x; index i is action id i + 1).
+_C.MODEL.NUM_CLASSES = 80
+# Dropout before the linear projection of the RoI head.
+_C.MODEL.DROPOUT_RATE = 0.5
+# Output activation in eval mode: "sigmoid" (multi-label, AVA), "softmax" or "none".
+_C.MODEL.HEAD_ACT = "sigmoid"
+# Std of the normal init of the projection weights.
+_C.MODEL.FC_INIT_STD = 0.01
+# Training loss: "bce" on the head's logits (the sigmoid is applied inside the loss).
+_C.MODEL.LOSS_FUNC = "bce"
+# Path to action-model weights used by test and demo ("" = untrained / use TEST.CHECKPOINT_FILE_PATH).
+_C.MODEL.WEIGHTS = ""
+
+# ---------------------------------------------------------------------------------------------
+# ResNet-3D backbone
+# ---------------------------------------------------------------------------------------------
+_C.RESNET = CfgNode()
+# 50 or 101.
+_C.RESNET.DEPTH = 50
+# Groups of the 3x3 convolution (1 = ResNet, >1 = ResNeXt).
+_C.RESNET.NUM_GROUPS = 1
+# Width of each group in res2; the bottleneck width is NUM_GROUPS * WIDTH_PER_GROUP.
+_C.RESNET.WIDTH_PER_GROUP = 64
+# Apply the spatial stride in the 1x1 (True) or the 3x3 (False) convolution of a bottleneck.
+_C.RESNET.STRIDE_1X1 = False
+# Initialize the last BN of each residual branch to zero.
+_C.RESNET.ZERO_INIT_FINAL_BN = True
+# Per stage (res2..res5) and pathway: how many blocks use a temporal kernel of 3 (the rest use 1).
+_C.RESNET.NUM_BLOCK_TEMP_KERNEL = [[3, 3], [4, 4], [6, 6], [3, 3]]
+# Per stage and pathway: spatial stride of the stage's first block.
+_C.RESNET.SPATIAL_STRIDES = [[1, 1], [2, 2], [2, 2], [1, 1]]
+# Per stage and pathway: spatial dilation of the 3x3 convolutions.
+_C.RESNET.SPATIAL_DILATIONS = [[1, 1], [1, 1], [1, 1], [2, 2]]
+
+# ---------------------------------------------------------------------------------------------
+# Non-local blocks
+# ---------------------------------------------------------------------------------------------
+_C.NONLOCAL = CfgNode()
+# Per stage and pathway: indices of the blocks after which a non-local block is inserted.
+_C.NONLOCAL.LOCATION = [[[], []], [[], []], [[], []], [[], []]]
+# Per stage and pathway: the blocks are split into this many groups along the batch.
+_C.NONLOCAL.GROUP = [[1, 1], [1, 1], [1, 1], [1, 1]]
+# "dot_product" or "softmax".
+_C.NONLOCAL.INSTANTIATION = "dot_product"
+# Per stage and pathway: max-pool kernel (T, H, W) applied to phi and g.
+_C.NONLOCAL.POOL = [
+    [[1, 2, 2], [1, 2, 2]],
+    [[1, 2, 2], [1, 2, 2]],
+    [[1, 2, 2], [1, 2, 2]],
+    [[1, 2, 2], [1, 2, 2]],
+]
+
+# ---------------------------------------------------------------------------------------------
+# SlowFast
+# ---------------------------------------------------------------------------------------------
+_C.SLOWFAST = CfgNode()
+# Channel ratio Slow / Fast (beta = 1 / BETA_INV).
+_C.SLOWFAST.BETA_INV = 8
+# Frame-rate ratio Fast / Slow.
+_C.SLOWFAST.ALPHA = 8
+# Output channels of a lateral connection = FUSION_CONV_CHANNEL_RATIO * Fast channels.
+_C.SLOWFAST.FUSION_CONV_CHANNEL_RATIO = 2
+# Temporal kernel size of the lateral (time-strided) convolution.
+_C.SLOWFAST.FUSION_KERNEL_SZ = 5
+
+# ---------------------------------------------------------------------------------------------
+# Batch norm
+# ---------------------------------------------------------------------------------------------
+_C.BN = CfgNode()
+# Epsilon and momentum of every BatchNorm3d in the backbone.
+_C.BN.EPSILON = 1e-5
+_C.BN.MOMENTUM = 0.1
+# Keep BN statistics and affine parameters frozen during training.
+_C.BN.FREEZE = False
+# Weight decay applied to BN parameters.
+_C.BN.WEIGHT_DECAY = 0.0
+
+# ---------------------------------------------------------------------------------------------
+# RoI head (detection)
+# ---------------------------------------------------------------------------------------------
+_C.DETECTION = CfgNode()
+# Use the pixel-shift-corrected RoIAlign (torchvision's aligned=True).
+_C.DETECTION.ALIGNED = True
+# Total spatial stride of the backbone's output features (the RoIAlign scale is its inverse).
+_C.DETECTION.SPATIAL_SCALE_FACTOR = 16
+# Output size of RoIAlign (square).
+_C.DETECTION.ROI_XFORM_RESOLUTION = 7
+
+# ---------------------------------------------------------------------------------------------
+# Clip sampling and input normalization
+# ---------------------------------------------------------------------------------------------
+_C.DATA = CfgNode()
+# Root of the dataset (AVA layout, see data/ava/README.md).
+_C.DATA.PATH_TO_DATA_DIR = ""
+# Frames of the Fast pathway (Slow gets NUM_FRAMES // ALPHA).
+_C.DATA.NUM_FRAMES = 32
+# Stride between sampled frames, in frames of the 30 fps source.
+_C.DATA.SAMPLING_RATE = 2
+# Per-channel mean and std applied after scaling pixels to [0, 1].
+_C.DATA.MEAN = [0.45, 0.45, 0.45]
+_C.DATA.STD = [0.225, 0.225, 0.225]
+# Channels of each pathway's input.
+_C.DATA.INPUT_CHANNEL_NUM = [3, 3]
+# Training short-side jitter range and crop size.
+_C.DATA.TRAIN_JITTER_SCALES = [256, 320]
+_C.DATA.TRAIN_CROP_SIZE = 224
+# Test short side (no crop).
+_C.DATA.TEST_CROP_SIZE = 256
+# Read clips from video files ("video", PyAV) or from extracted frames ("frames").
+_C.DATA.DECODING_BACKEND = "video"
+
+# ---------------------------------------------------------------------------------------------
+# AVA annotations
+# ---------------------------------------------------------------------------------------------
+_C.AVA = CfgNode()
+# Folders under DATA.PATH_TO_DATA_DIR (or absolute paths).
+_C.AVA.VIDEO_DIR = "videos"
+_C.AVA.FRAME_DIR = "frames"
+_C.AVA.FRAME_LIST_DIR = "frame_lists"
+_C.AVA.ANNOTATION_DIR = "annotations"
+# Frame lists (PySlowFast layout) for the frame backend.
+_C.AVA.TRAIN_LISTS = ["train.csv"]
+_C.AVA.TEST_LISTS = ["val.csv"]
+# Ground-truth and predicted person-box CSVs (under ANNOTATION_DIR).
+_C.AVA.TRAIN_GT_BOX_LISTS = ["ava_train_v2.2.csv"]
+_C.AVA.TRAIN_PREDICT_BOX_LISTS = []
+_C.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
+# Predicted person boxes below this score are dropped.
+_C.AVA.DETECTION_SCORE_THRESH = 0.9
+# Feed BGR instead of RGB (Caffe2-trained checkpoints).
+_C.AVA.BGR = False
+# Color jitter during training.
+_C.AVA.TRAIN_USE_COLOR_AUGMENTATION = False
+# Label map, excluded timestamps and evaluation ground truth (under ANNOTATION_DIR).
+_C.AVA.LABEL_MAP_FILE = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+_C.AVA.EXCLUSION_FILE = "ava_val_excluded_timestamps_v2.2.csv"
+_C.AVA.GROUNDTRUTH_FILE = "ava_val_v2.2.csv"
+# Frame rate of the AVA 15-minute cuts and the first/last valid keyframe second.
+_C.AVA.FPS = 30
+_C.AVA.VALID_FRAMES_START_SEC = 902
+_C.AVA.VALID_FRAMES_END_SEC = 1798
+# Second that is frame 0 of the 15-minute cut (AVA cuts start at 900 s).
+_C.AVA.VIDEO_START_SEC = 900
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+_C.TRAIN = CfgNode()
+_C.TRAIN.ENABLE = True
+# Clips per process per step.
+_C.TRAIN.BATCH_SIZE = 16
+# Evaluate every this many epochs (0 = only at the end).
+_C.TRAIN.EVAL_PERIOD = 1
+# Save a checkpoint every this many epochs.
+_C.TRAIN.CHECKPOINT_PERIOD = 1
+# Resume from the newest checkpoint in OUTPUT_DIR/checkpoints if there is one.
+_C.TRAIN.AUTO_RESUME = True
+# Initial weights for fine-tuning (any format detection.checkpoint reads).
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Mixed precision on GPU: "none", "bf16" or "fp16".
+_C.TRAIN.MIXED_PRECISION = "none"
+
+# ---------------------------------------------------------------------------------------------
+# Testing
+# ---------------------------------------------------------------------------------------------
+_C.TEST = CfgNode()
+_C.TEST.ENABLE = True
+_C.TEST.BATCH_SIZE = 8
+# Weights to test (any format detection.checkpoint reads); "" = last training checkpoint.
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer and schedule
+# ---------------------------------------------------------------------------------------------
+_C.SOLVER = CfgNode()
+_C.SOLVER.OPTIMIZING_METHOD = "sgd"
+_C.SOLVER.BASE_LR = 0.1
+# "cosine" or "steps_with_relative_lrs".
+_C.SOLVER.LR_POLICY = "cosine"
+_C.SOLVER.COSINE_END_LR = 0.0
+# Epochs at which the step policy switches to the next entry of LRS (relative to BASE_LR).
+_C.SOLVER.STEPS = []
+_C.SOLVER.LRS = []
+_C.SOLVER.MAX_EPOCH = 20
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = True
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# Linear warm-up from WARMUP_START_LR over WARMUP_EPOCHS (fractional epochs allowed).
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+_C.SOLVER.WARMUP_START_LR = 0.01
+# Clip gradients to this L2 norm (0 = off).
+_C.SOLVER.CLIP_GRAD_L2NORM = 0.0
+
+# ---------------------------------------------------------------------------------------------
+# Data loading
+# ---------------------------------------------------------------------------------------------
+_C.DATA_LOADER = CfgNode()
+_C.DATA_LOADER.NUM_WORKERS = 2
+_C.DATA_LOADER.PIN_MEMORY = False
+
+# ---------------------------------------------------------------------------------------------
+# Demo
+# ---------------------------------------------------------------------------------------------
+_C.DEMO = CfgNode()
+# Person detector backend: "hog", "torchvision", "detectron2" or "csv".
+_C.DEMO.DETECTOR = "hog"
+# Detectron2 model-zoo config and a local weights file.
+_C.DEMO.DETECTRON2_CFG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
+_C.DEMO.DETECTRON2_WEIGHTS = ""
+# torchvision Faster R-CNN weights file (fasterrcnn_resnet50_fpn or _v2).
+_C.DEMO.TORCHVISION_WEIGHTS = ""
+# Precomputed AVA-format person boxes for the "csv" detector.
+_C.DEMO.PREDICTED_BOXES_CSV = ""
+# Person score threshold.
+_C.DEMO.PERSON_SCORE_THRESH = 0.8
+# Action score threshold and number of labels drawn per person.
+_C.DEMO.ACTION_SCORE_THRESH = 0.3
+_C.DEMO.TOP_K = 3
+# Keyframes per second of video.
+_C.DEMO.KEYFRAMES_PER_SEC = 1.0
+# Label map naming the model's classes ("" = data/ava/ava_action_list_v2.2.pbtxt).
+_C.DEMO.LABEL_FILE_PATH = ""
+
+# ---------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------
+# Where checkpoints, logs, detections and metrics are written.
+_C.OUTPUT_DIR = "./output"
+# Seed of every random generator (Python, NumPy, torch).
+_C.RNG_SEED = 0
+# Iterations between log lines.
+_C.LOG_PERIOD = 10
+# Device for single-process runs: "auto" (CUDA if present), "cpu" or "cuda".
+_C.DEVICE = "auto"
