@@ -1,0 +1,1 @@
+"""AVA data: annotations, video decoding, clip sampling, transforms, datasets."""
