@@ -194,6 +194,8 @@ _C.SOLVER.BASE_LR = 0.1
 # "cosine" or "steps_with_relative_lrs".
 _C.SOLVER.LR_POLICY = "cosine"
 _C.SOLVER.COSINE_END_LR = 0.0
+# Start the cosine at the end of warm-up (True) or at epoch 0 (False, PySlowFast's default).
+_C.SOLVER.COSINE_AFTER_WARMUP = False
 # Epochs at which the step policy switches to the next entry of LRS (relative to BASE_LR).
 _C.SOLVER.STEPS = []
 _C.SOLVER.LRS = []
