@@ -39,9 +39,12 @@ _C.RESNET.NUM_GROUPS = 1
 _C.RESNET.WIDTH_PER_GROUP = 64
 # Apply the spatial stride in the 1x1 (True) or the 3x3 (False) convolution of a bottleneck.
 _C.RESNET.STRIDE_1X1 = False
-# Initialize the last BN of each residual branch to zero.
-_C.RESNET.ZERO_INIT_FINAL_BN = True
-# Per stage (res2..res5) and pathway: how many blocks use a temporal kernel of 3 (the rest use 1).
+# Initialize the last BN of each residual branch (and of each non-local block) to zero, so that
+# blocks start as identities. PySlowFast's default is False; its AVA configs set True.
+_C.RESNET.ZERO_INIT_FINAL_BN = False
+# Per stage (res2..res5) and pathway: the first N blocks use the architecture's temporal kernel
+# for that stage and pathway (Slow: 1 in res2-res3, 3 in res4-res5; Fast: 3), the rest use 1.
+# E.g. R101's 23-block res4 with 6: six blocks of kernel 3, then seventeen of kernel 1.
 _C.RESNET.NUM_BLOCK_TEMP_KERNEL = [[3, 3], [4, 4], [6, 6], [3, 3]]
 # Per stage and pathway: spatial stride of the stage's first block.
 _C.RESNET.SPATIAL_STRIDES = [[1, 1], [2, 2], [2, 2], [1, 1]]
@@ -54,7 +57,8 @@ _C.RESNET.SPATIAL_DILATIONS = [[1, 1], [1, 1], [1, 1], [2, 2]]
 _C.NONLOCAL = CfgNode()
 # Per stage and pathway: indices of the blocks after which a non-local block is inserted.
 _C.NONLOCAL.LOCATION = [[[], []], [[], []], [[], []], [[], []]]
-# Per stage and pathway: the blocks are split into this many groups along the batch.
+# Per stage and pathway: a non-local block attends within this many consecutive time chunks
+# separately (time is folded into the batch); 1 = over the whole clip.
 _C.NONLOCAL.GROUP = [[1, 1], [1, 1], [1, 1], [1, 1]]
 # "dot_product" or "softmax".
 _C.NONLOCAL.INSTANTIATION = "dot_product"
@@ -108,7 +112,8 @@ _C.DETECTION.ROI_XFORM_RESOLUTION = 7
 _C.DATA = CfgNode()
 # Root of the dataset (AVA layout, see data/ava/README.md).
 _C.DATA.PATH_TO_DATA_DIR = ""
-# Frames of the Fast pathway (Slow gets NUM_FRAMES // ALPHA).
+# Frames of the clip: the Fast pathway's for "slowfast" (Slow gets NUM_FRAMES // ALPHA), the
+# only pathway's for "slow".
 _C.DATA.NUM_FRAMES = 32
 # Stride between sampled frames, in frames of the 30 fps source.
 _C.DATA.SAMPLING_RATE = 2

@@ -1,0 +1,75 @@
+"""RoI head of the detection models: one feature vector per person box, scored per action class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+HEAD_ACTIVATIONS = ("sigmoid", "softmax", "none")
+
+
+class ResNetRoIHead(nn.Module):
+    """Per pathway: average over time, RoIAlign, spatial max-pool; then concatenate the pathways,
+    dropout, linear `projection`.
+
+    Args:
+        dim_in: channels of each pathway's feature map.
+        num_classes: outputs per box (class index i is AVA action id i + 1).
+        resolution: RoIAlign output size (square), DETECTION.ROI_XFORM_RESOLUTION.
+        spatial_scale_factor: input pixels per feature-map cell (DETECTION.SPATIAL_SCALE_FACTOR);
+            boxes are scaled by its inverse.
+        aligned: torchvision's pixel-shift-corrected RoIAlign (DETECTION.ALIGNED); PySlowFast's
+            published AVA models were trained with False.
+        dropout_rate: dropout before the projection (training only).
+        act: activation applied in eval mode: "sigmoid" (multi-label AVA), "softmax" or "none".
+            Training mode returns logits so that the loss can fuse the sigmoid.
+    """
+
+    def __init__(
+        self,
+        dim_in: Sequence[int],
+        num_classes: int,
+        resolution: int = 7,
+        spatial_scale_factor: float = 16,
+        aligned: bool = True,
+        dropout_rate: float = 0.0,
+        act: str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        if act not in HEAD_ACTIVATIONS:
+            raise ValueError(f"head activation must be one of {HEAD_ACTIVATIONS}, got {act!r}")
+        self.resolution = resolution
+        self.spatial_scale = 1.0 / spatial_scale_factor
+        self.aligned = aligned
+        self.act = act
+        self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
+        self.projection = nn.Linear(sum(dim_in), num_classes)
+
+    def pool(self, features: Sequence[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
+        """features: per pathway [B, C_p, T_p, H, W]; boxes: [K, 5] = (batch index, x1, y1, x2, y2)
+        in input pixels -> [K, sum(C_p)] box features."""
+        pooled = []
+        for x in features:
+            # The mean over all frames is PySlowFast's AvgPool3d([T, 1, 1]) for the T it was
+            # built for, and stays right for clips of any length.
+            x = x.mean(dim=2)
+            x = roi_align(
+                x,
+                boxes.to(x.dtype),
+                output_size=self.resolution,
+                spatial_scale=self.spatial_scale,
+                sampling_ratio=0,
+                aligned=self.aligned,
+            )
+            pooled.append(x.amax(dim=(2, 3)))
+        return torch.cat(pooled, dim=1)
+
+    def forward(self, features: Sequence[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
+        """-> [K, num_classes]: logits in training mode, activated scores in eval mode."""
+        x = self.projection(self.dropout(self.pool(features, boxes)))
+        if self.training or self.act == "none":
+            return x
+        return torch.sigmoid(x) if self.act == "sigmoid" else torch.softmax(x, dim=1)

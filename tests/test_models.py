@@ -1,0 +1,210 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from detection.config import load_config
+from detection.models import (
+    ResNetRoIHead,
+    ResStage,
+    SlowFast,
+    block_temporal_kernels,
+    build_model,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _build(name: str, *opts: str):
+    torch.manual_seed(0)
+    return build_model(load_config(str(CONFIGS / name), list(opts)))
+
+
+def _n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("AVA/SLOWFAST_32x2_R101_50_50.yaml", 59_342_488),
+        ("AVA/SLOWFAST_64x2_R101_50_50.yaml", 59_342_488),
+        ("AVA/SLOWFAST_32x2_R50.yaml", 33_828_888),
+        ("AVA/SLOW_8x8_R50.yaml", 31_798_416),
+    ],
+)
+def test_parameter_counts_equal_pyslowfast(name, expected):
+    assert _n_params(_build(name)) == expected
+
+
+def test_state_dict_names_and_shapes_follow_pyslowfast():
+    sd = _build("AVA/SLOWFAST_32x2_R101_50_50.yaml").state_dict()
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    assert shapes["s1.pathway0_stem.conv.weight"] == (64, 3, 1, 7, 7)
+    assert shapes["s1.pathway1_stem.conv.weight"] == (8, 3, 5, 7, 7)
+    # Lateral: time-strided 5x1x1 conv from 8 Fast channels to 16.
+    assert shapes["s1_fuse.conv_f2s.weight"] == (16, 8, 5, 1, 1)
+    assert shapes["s2.pathway0_res0.branch1.weight"] == (256, 80, 1, 1, 1)
+    assert shapes["s2.pathway1_res0.branch2.a_bn.running_mean"] == (8,)
+    # Slow res2 is 2D; Fast res2 is 3D.
+    assert shapes["s2.pathway0_res0.branch2.a.weight"][2] == 1
+    assert shapes["s2.pathway1_res0.branch2.a.weight"][2] == 3
+    # R101 res4: the first 6 of 23 blocks are temporal (NUM_BLOCK_TEMP_KERNEL), the rest are not.
+    assert shapes["s4.pathway0_res5.branch2.a.weight"][2] == 3
+    assert shapes["s4.pathway0_res6.branch2.a.weight"][2] == 1
+    assert shapes["s4.pathway0_res22.branch2.a.weight"][2] == 1
+    for i in (6, 13, 20):
+        assert shapes[f"s4.pathway0_nonlocal{i}.conv_theta.weight"] == (512, 1024, 1, 1, 1)
+        assert f"s4.pathway0_nonlocal{i}.bn.running_var" in shapes
+    assert not any(k.startswith("s4.pathway1_nonlocal") for k in shapes)
+    assert "s4_fuse.bn.running_var" in shapes and not any(k.startswith("s5_fuse") for k in shapes)
+    assert shapes["head.projection.weight"] == (80, 2048 + 256)
+    assert all(
+        k.split(".")[0]
+        in {"s1", "s2", "s3", "s4", "s5", "s1_fuse", "s2_fuse", "s3_fuse", "s4_fuse", "head"}
+        for k in shapes
+    )
+
+
+def test_res5_keeps_resolution_with_dilation():
+    model = _build("AVA/SLOWFAST_32x2_R50.yaml")
+    conv_b = model.s5.pathway0_res0.branch2.b
+    assert conv_b.stride == (1, 1, 1) and conv_b.dilation == (1, 2, 2)
+    assert model.s4.pathway1_res0.branch2.b.stride == (1, 2, 2)
+
+
+def test_narrow_override_gives_pyslowfast_shapes():
+    # With WIDTH_PER_GROUP 8, PySlowFast's formulas give a 1-channel Fast stem and Slow res2
+    # inputs of 8 + 8 // (BETA_INV // FUSION_CONV_CHANNEL_RATIO) = 10 channels.
+    model = _build("AVA/SLOWFAST_32x2_R101_50_50.yaml", "RESNET.WIDTH_PER_GROUP", "8")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["s1.pathway1_stem.conv.weight"] == (1, 3, 5, 7, 7)
+    assert shapes["s1_fuse.conv_f2s.weight"] == (2, 1, 5, 1, 1)
+    assert shapes["s2.pathway0_res0.branch1.weight"] == (32, 10, 1, 1, 1)
+    assert shapes["s3.pathway0_res0.branch1.weight"] == (64, 40, 1, 1, 1)
+    assert shapes["s4.pathway0_nonlocal6.conv_out.weight"] == (128, 64, 1, 1, 1)
+    assert shapes["head.projection.weight"] == (80, 256 + 32)
+
+
+def test_block_temporal_kernels_rule():
+    assert block_temporal_kernels([3], 23, 6) == [3] * 6 + [1] * 17
+    assert block_temporal_kernels([1], 3, 3) == [1, 1, 1]
+    assert block_temporal_kernels([3, 1], 4, 3) == [3, 1, 3, 1]
+    with pytest.raises(ValueError, match="NUM_BLOCK_TEMP_KERNEL"):
+        block_temporal_kernels([3], 3, 4)
+
+
+def _clips(batch=2, t_fast=8, size=64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    fast = torch.randn(batch, 3, t_fast, size, size, generator=g)
+    return [fast[:, :, ::4].contiguous(), fast]
+
+
+BOXES = torch.tensor(
+    [[0, 4.0, 6.0, 40.0, 60.0], [1, 20.0, 10.0, 63.0, 50.0], [1, 0.0, 0.0, 64.0, 64.0]]
+)
+
+
+def test_slowfast_forward_contract():
+    model = _build("test/SLOWFAST_TINY.yaml").eval()
+    assert model.num_pathways == 2
+    with torch.no_grad():
+        scores = model(_clips(), BOXES)
+    assert scores.shape == (3, 80)
+    assert ((scores > 0) & (scores < 1)).all()
+
+
+def test_boxes_read_the_clip_of_their_batch_index():
+    model = _build("test/SLOWFAST_TINY.yaml").eval()
+    slow, fast = _clips()
+    with torch.no_grad():
+        both = model([slow, fast], BOXES)
+        second_only = model([slow[1:], fast[1:]], BOXES[1:] - torch.tensor([1.0, 0, 0, 0, 0]))
+    torch.testing.assert_close(both[1:], second_only, rtol=1e-5, atol=1e-6)
+
+
+def test_train_mode_returns_logits_of_the_eval_scores():
+    model = _build("test/SLOWFAST_TINY.yaml", "MODEL.DROPOUT_RATE", "0.0").eval()
+    with torch.no_grad():
+        scores = model(_clips(), BOXES)
+        model.head.train()
+        logits = model(_clips(), BOXES)
+    assert (logits < 0).any()
+    torch.testing.assert_close(torch.sigmoid(logits), scores)
+
+
+def test_slow_only_forward_and_names():
+    model = _build("test/SLOW_TINY.yaml").eval()
+    assert model.num_pathways == 1
+    keys = set(model.state_dict())
+    assert "s1.pathway0_stem.conv.weight" in keys and not any(
+        "pathway1" in k or "fuse" in k for k in keys
+    )
+    with torch.no_grad():
+        scores = model([torch.randn(2, 3, 4, 64, 64)], BOXES)
+    assert scores.shape == (3, 80)
+
+
+def test_roi_head_uses_input_pixels_at_stride_16():
+    head = ResNetRoIHead(
+        [1], num_classes=1, resolution=7, spatial_scale_factor=16, aligned=False
+    ).eval()
+    with torch.no_grad():
+        head.projection.weight.fill_(1.0)
+        head.projection.bias.zero_()
+    features = torch.zeros(1, 1, 2, 4, 8)
+    features[0, 0, :, 2, 5] = 3.0  # feature cell (y=2, x=5) = pixels x 80..96, y 32..48
+    hit = torch.tensor([[0, 80.0, 32.0, 96.0, 48.0]])
+    miss_swapped_xy = torch.tensor([[0, 32.0, 80.0, 48.0, 96.0]])
+    head.act = "none"
+    with torch.no_grad():
+        # Bilinear sampling inside the cell reads most of its value; the swapped box reads none.
+        assert head([features], hit).item() > 2.0
+        assert head([features], miss_swapped_xy).item() == 0.0
+
+
+def test_input_errors_are_explained():
+    model = _build("test/SLOWFAST_TINY.yaml").eval()
+    slow, fast = _clips()
+    with pytest.raises(ValueError, match="list of 2 pathway"):
+        model([fast], BOXES)
+    with pytest.raises(ValueError, match="alpha=4"):
+        model([slow, fast[:, :, :4]], BOXES)
+    with pytest.raises(ValueError, match=r"\[K, 5\]"):
+        model([slow, fast], BOXES[:, 1:])
+
+
+def test_single_pathway_lists_are_required_for_slow_arch():
+    with pytest.raises(ValueError, match="RESNET.NUM_BLOCK_TEMP_KERNEL"):
+        _build("AVA/SLOWFAST_32x2_R50.yaml", "MODEL.ARCH", "slow", "DATA.INPUT_CHANNEL_NUM", "[3]")
+
+
+def test_classes_are_usable_without_config():
+    model = SlowFast(num_classes=5, width_per_group=8, dropout_rate=0.0).eval()
+    with torch.no_grad():
+        assert model(_clips(), BOXES).shape == (3, 5)
+
+
+def test_nonlocal_group_attends_within_time_chunks():
+    torch.manual_seed(0)
+    stage = ResStage(
+        dim_in=[8],
+        dim_out=[8],
+        dim_inner=[4],
+        temporal_kernels=[[1]],
+        spatial_strides=[1],
+        dilations=[1],
+        nonlocal_indices=[[0]],
+        nonlocal_groups=[2],
+        nonlocal_pools=[(1, 2, 2)],
+    ).eval()
+    torch.nn.init.normal_(stage.pathway0_nonlocal0.bn.weight)
+    x = torch.randn(1, 8, 4, 6, 6)
+    with torch.no_grad():
+        y = stage([x])[0]
+        block = stage.pathway0_res0(x)
+        expected = torch.cat(
+            [stage.pathway0_nonlocal0(block[:, :, :2]), stage.pathway0_nonlocal0(block[:, :, 2:])],
+            2,
+        )
+    torch.testing.assert_close(y, expected)
