@@ -1,0 +1,85 @@
+"""Run records: a JSON-lines file, TensorBoard scalars and tqdm bars, all on rank 0 only.
+
+`OUTPUT_DIR/log.jsonl` gets one JSON object per line, each with an "event" field:
+"train" (epoch, iter, step, loss, lr, sec_per_iter), "epoch" (epoch, loss, seconds),
+"resume" (checkpoint, start_epoch), "eval" (epoch, mAP) and "done". TensorBoard scalars go to
+`OUTPUT_DIR/tensorboard` under train/loss, train/lr and eval/mAP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from .distributed import is_main_process
+
+T = TypeVar("T")
+
+LOG_FILE = "log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class MetricsLogger:
+    """Appends records to `output_dir/log.jsonl` and TensorBoard; a no-op on ranks other than 0.
+
+    The file is opened in append mode so that a resumed run continues the same log.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, tensorboard: bool = True) -> None:
+        self.enabled = is_main_process()
+        self._file = None
+        self._writer = None
+        if not self.enabled:
+            return
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self._file = open(out / LOG_FILE, "a", encoding="utf-8")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(out / TENSORBOARD_DIR))
+
+    def record(self, event: str, **fields: Any) -> None:
+        """Write one JSON line {"event": event, "time": unix seconds, **fields} and flush it.
+
+        Flushed at once so that a killed run leaves a log that says how far it got.
+        """
+        if self._file is None:
+            return
+        self._file.write(json.dumps({"event": event, "time": time.time(), **fields}) + "\n")
+        self._file.flush()
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
+    """A tqdm bar on rank 0 when stderr is a terminal; otherwise `iterable` as is."""
+    if not is_main_process():
+        return iterable
+    # disable=None: tqdm turns itself off on non-terminals (CI logs, redirected output).
+    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False, disable=None)
+
+
+def read_log(output_dir: str | os.PathLike) -> list[dict]:
+    """All records of `output_dir/log.jsonl` (for tests and reports)."""
+    path = Path(output_dir) / LOG_FILE
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

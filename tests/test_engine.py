@@ -1,0 +1,166 @@
+"""Schedule, optimizer groups, atomic checkpoints and the loss of `detection.engine`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detection.config import get_cfg
+from detection.engine.checkpoint_io import (
+    atomic_torch_save,
+    checkpoint_path,
+    last_checkpoint,
+    list_checkpoints,
+    save_checkpoint,
+)
+from detection.engine.optim import LRSchedule, build_optimizer, parameter_groups
+from detection.engine.trainer import freeze_batchnorm, global_bce_loss, seed_everything
+
+
+def test_steps_with_warmup_follow_pyslowfast_ava_recipe():
+    # PySlowFast's AVA recipe: steps [0, 10, 15, 20] x [1, 0.1, 0.01, 0.001], 5 warm-up epochs.
+    s = LRSchedule(
+        base_lr=0.1,
+        policy="steps_with_relative_lrs",
+        max_epoch=20,
+        warmup_epochs=5.0,
+        warmup_start_lr=0.000125,
+        steps=(0, 10, 15, 20),
+        lrs=(1, 0.1, 0.01, 0.001),
+    )
+    assert s(0.0) == pytest.approx(0.000125)
+    # Linear between the start rate and the policy's rate at the end of warm-up.
+    assert s(2.5) == pytest.approx(0.000125 + (0.1 - 0.000125) / 2)
+    assert s(5.0) == pytest.approx(0.1)
+    assert s(9.99) == pytest.approx(0.1)
+    assert s(10.0) == pytest.approx(0.01)
+    assert s(15.5) == pytest.approx(0.001)
+    assert s(19.9) == pytest.approx(0.001)
+
+
+def test_cosine_reaches_end_lr_and_warmup_joins_it():
+    s = LRSchedule(base_lr=1.0, policy="cosine", max_epoch=10, cosine_end_lr=0.1)
+    assert s(0) == pytest.approx(1.0)
+    assert s(5) == pytest.approx(0.55)
+    assert s(10) == pytest.approx(0.1)
+    warm = LRSchedule(
+        base_lr=1.0, policy="cosine", max_epoch=10, warmup_epochs=2, warmup_start_lr=0.0
+    )
+    end_of_warmup = 0.5 * (1 + math.cos(math.pi * 2 / 10))
+    assert warm(1.0) == pytest.approx(end_of_warmup / 2)
+    assert warm(2.0) == pytest.approx(end_of_warmup)
+    after = LRSchedule(
+        base_lr=1.0, max_epoch=10, warmup_epochs=2, warmup_start_lr=0.0, cosine_after_warmup=True
+    )
+    assert after(2.0) == pytest.approx(1.0)
+    assert after(6.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"policy": "linear"}, "LR_POLICY"),
+        ({"policy": "steps_with_relative_lrs", "steps": (0, 5), "lrs": (1,)}, "equal length"),
+        ({"policy": "steps_with_relative_lrs", "steps": (1, 5), "lrs": (1, 0.1)}, "start at 0"),
+        ({"cosine_end_lr": 2.0}, "COSINE_END_LR"),
+    ],
+)
+def test_bad_schedules_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LRSchedule(base_lr=1.0, max_epoch=10, **kwargs)
+
+
+def _tiny_net() -> nn.Module:
+    return nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4), nn.Flatten(), nn.Linear(4, 2))
+
+
+def test_bn_parameters_get_their_own_weight_decay_and_frozen_ones_are_left_out():
+    net = _tiny_net()
+    groups = parameter_groups(net, weight_decay=1e-4, norm_weight_decay=0.0)
+    by_decay = {g["weight_decay"]: {id(p) for p in g["params"]} for g in groups}
+    assert by_decay[0.0] == {id(net[1].weight), id(net[1].bias)}
+    assert by_decay[1e-4] == {id(p) for i in (0, 3) for p in net[i].parameters()}
+    freeze_batchnorm(net)
+    groups = parameter_groups(net, weight_decay=1e-4, norm_weight_decay=0.0)
+    assert [g["weight_decay"] for g in groups] == [1e-4]
+    net.train()
+    net[1].eval()  # what set_train_mode does for frozen BN
+    before = net[1].running_mean.clone()
+    net(torch.randn(2, 3, 1, 1, 1) + 5)
+    assert torch.equal(net[1].running_mean, before)
+
+
+def test_optimizer_from_config_starts_at_the_warmup_rate():
+    cfg = get_cfg()
+    cfg.SOLVER.WARMUP_EPOCHS = 1.0
+    cfg.SOLVER.WARMUP_START_LR = 0.003
+    cfg.SOLVER.NESTEROV = True
+    opt = build_optimizer(_tiny_net(), cfg)
+    assert isinstance(opt, torch.optim.SGD)
+    assert all(g["lr"] == pytest.approx(0.003) for g in opt.param_groups)
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"]
+    cfg.SOLVER.OPTIMIZING_METHOD = "adam"
+    with pytest.raises(ValueError, match="OPTIMIZING_METHOD"):
+        build_optimizer(_tiny_net(), cfg)
+
+
+def test_checkpoint_is_pyslowfast_layout_and_loads_with_weights_only(tmp_path):
+    cfg = get_cfg()
+    net = _tiny_net()
+    opt = build_optimizer(net, cfg)
+    net(torch.randn(2, 3, 1, 1, 1)).sum().backward()
+    opt.step()  # creates momentum buffers, which resume must restore
+    path = save_checkpoint(tmp_path, net, opt, epoch=2, cfg=cfg)
+    assert path == tmp_path / "checkpoints" / "checkpoint_epoch_00003.pyth"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(state) == {"epoch", "model_state", "optimizer_state", "cfg"}
+    assert state["epoch"] == 2
+    assert torch.equal(state["model_state"]["0.weight"], net[0].weight)
+    assert state["optimizer_state"]["state"], "momentum buffers missing"
+    assert "BASE_LR" in state["cfg"]
+
+
+class _FailsHalfWay:
+    """Serializes to an error, as a crash in the middle of torch.save would leave things."""
+
+    def __reduce__(self):
+        raise OSError("disk full")
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "ckpt.pyth"
+    atomic_torch_save({"x": torch.ones(2)}, path)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"x": torch.zeros(100_000), "bad": _FailsHalfWay()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pyth"], "temporary file left behind"
+
+
+def test_last_checkpoint_orders_by_epoch_and_ignores_partial_files(tmp_path):
+    assert last_checkpoint(tmp_path) is None
+    for epoch in (0, 9, 1):
+        atomic_torch_save({"epoch": epoch}, checkpoint_path(tmp_path, epoch))
+    (tmp_path / "checkpoints" / ".checkpoint_epoch_00011.pyth.abc.tmp").write_bytes(b"partial")
+    names = [p.name for p in list_checkpoints(tmp_path)]
+    assert names == [f"checkpoint_epoch_{n:05d}.pyth" for n in (1, 2, 10)]
+    assert last_checkpoint(tmp_path).name == "checkpoint_epoch_00010.pyth"
+
+
+def test_global_bce_is_the_mean_bce_in_one_process():
+    logits = torch.randn(5, 3)
+    labels = (torch.rand(5, 3) > 0.5).float()
+    expected = F.binary_cross_entropy_with_logits(logits, labels)
+    assert global_bce_loss(logits, labels) == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_seed_everything_depends_on_every_stream():
+    seed_everything(0, 1)
+    a = torch.rand(3)
+    seed_everything(0, 1)
+    assert torch.equal(a, torch.rand(3))
+    seed_everything(0, 2)
+    assert not torch.equal(a, torch.rand(3))
