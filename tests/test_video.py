@@ -1,0 +1,171 @@
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from detection.data.sampling import clip_frame_indices, clip_times
+from detection.data.video import VideoReader, VideoReadError, find_video, read_frame_files
+
+
+@pytest.fixture(scope="module")
+def vtest(shared_dir) -> Path:
+    return shared_dir / "media" / "vtest.avi"
+
+
+@pytest.fixture(scope="module")
+def vtest_frames(vtest) -> list[np.ndarray]:
+    """Every frame of vtest.avi decoded front to back (the reference for seeking)."""
+    with VideoReader(vtest) as reader:
+        return [image for image, _ in reader.iter_frames()]
+
+
+def _write_gray_video(
+    path: Path, pts_ms: list[int], size=(64, 48), rotation: int | None = None
+) -> None:
+    """An H.264 mp4 whose frame k is solid gray 20 + 10 k, shown at pts_ms[k] milliseconds."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        # Millisecond pts: the encoder's time base must be set too, or pts are read in 1/30 s.
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        stream.options = {"crf": "0"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for k, pts in enumerate(pts_ms):
+            image = np.full((size[1], size[0], 3), 20 + 10 * k, dtype=np.uint8)
+            if rotation is not None:
+                image[:8, :8] = 255  # a marker in the stored top-left corner
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = pts
+            frame.time_base = Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def _gray_index(frame: np.ndarray) -> int:
+    return int(round((float(frame[..., 1].mean()) - 20) / 10))
+
+
+def test_vtest_properties(vtest, vtest_frames):
+    with VideoReader(vtest) as reader:
+        assert reader.fps == pytest.approx(10.0)
+        assert reader.duration == pytest.approx(79.5)
+        assert reader.size == (768, 576)
+        assert reader.num_frames_at(30) == 2385
+    assert len(vtest_frames) == 795
+    assert vtest_frames[0].shape == (576, 768, 3) and vtest_frames[0].dtype == np.uint8
+
+
+def test_vtest_30fps_grid_maps_to_nearest_10fps_frame_after_seeking(vtest, vtest_frames):
+    # A clip around 40 s forces a seek into the middle of an MS-MPEG4 AVI.
+    times = clip_times(40.0, num_frames=8, sampling_rate=4, fps=30)
+    grid = np.round(times * 30).astype(int)
+    with VideoReader(vtest) as reader:
+        clip = reader.read_at_times(times)
+    # Grid frame i (time i/30) is nearest to 10 fps frame round(i / 3); no ties on this grid.
+    for i, image in zip(grid, clip, strict=True):
+        np.testing.assert_array_equal(image, vtest_frames[int(round(i / 3))])
+    # Sampling faster than the video repeats frames, as it should.
+    with VideoReader(vtest) as reader:
+        dense = reader.read_at_times(np.arange(1200, 1206) / 30)
+    for got, want in zip(dense, [400, 400, 401, 401, 401, 402], strict=True):
+        np.testing.assert_array_equal(got, vtest_frames[want])
+
+
+def test_vtest_ties_go_to_the_earlier_frame_and_order_is_kept(vtest, vtest_frames):
+    times = [60.05, 0.0, 60.05, 79.5, 120.0, 0.05]
+    with VideoReader(vtest) as reader:
+        got = reader.read_at_times(times)
+    for image, want in zip(got, [600, 0, 600, 794, 794, 0], strict=True):
+        np.testing.assert_array_equal(image, vtest_frames[want])
+
+
+def test_iter_frames_streams_a_time_range(vtest, vtest_frames):
+    with VideoReader(vtest) as reader:
+        pairs = list(reader.iter_frames(10.0, 11.0))
+    assert [round(t, 3) for _, t in pairs] == [round(10 + k / 10, 3) for k in range(10)]
+    np.testing.assert_array_equal(pairs[3][0], vtest_frames[103])
+
+
+def test_variable_frame_rate_uses_pts(tmp_path):
+    pts = [0, 40, 50, 120, 300, 310, 400]  # ms; gaps from 10 to 180 ms
+    path = tmp_path / "vfr.mp4"
+    _write_gray_video(path, pts)
+    wanted = [0.0, 0.021, 0.045, 0.046, 0.1, 0.2, 0.21, 0.305, 0.36, 1.0]
+    # 0.045 is a tie between 40 and 50 ms: the earlier frame wins. 0.21 = tie of 120 and 300.
+    expected = [0, 1, 1, 2, 3, 3, 3, 4, 6, 6]
+    with VideoReader(path) as reader:
+        got = reader.read_at_times(wanted)
+    assert [_gray_index(f) for f in got] == expected
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    path = tmp_path / "rotated.mp4"
+    _write_gray_video(path, [0, 33, 67], size=(64, 32), rotation=90)
+    with VideoReader(path) as reader:
+        assert reader.size == (32, 64)
+        (image,) = reader.read_at_times([0.0])
+    assert image.shape == (64, 32, 3)
+    marker = np.argwhere(image[..., 0] > 200)
+    # Turned 90 degrees counterclockwise for display, the stored top-left is the bottom-left.
+    assert marker[:, 0].min() >= 56 and marker[:, 1].max() < 8
+
+
+def test_missing_corrupt_and_truncated_videos_raise_naming_the_file(tmp_path, vtest):
+    with pytest.raises(VideoReadError, match="nothere.mp4: video file not found"):
+        VideoReader(tmp_path / "nothere.mp4")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoReadError, match="garbage.mp4: cannot open video"):
+        VideoReader(garbage)
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(vtest.read_bytes()[:3_000_000])
+    with VideoReader(truncated) as reader:
+        assert reader.read_at_times([5.0]).shape == (1, 576, 768, 3)
+        with pytest.raises(
+            VideoReadError, match=r"truncated.avi: frames end at .*truncated or corrupt"
+        ):
+            reader.read_at_times([39.0, 40.0])
+
+
+def test_find_video_accepts_several_containers(tmp_path):
+    (tmp_path / "a.mkv").write_bytes(b"")
+    assert find_video(tmp_path, "a") == tmp_path / "a.mkv"
+    with pytest.raises(VideoReadError, match="no video for id 'b'"):
+        find_video(tmp_path, "b")
+
+
+def test_mp4_clip_equals_lossless_frame_layout(synthetic_ava, tmp_path):
+    """Both backends give identical pixels for the same frames. The frame layout is written as
+    PNG here (lossless) from a front-to-back decode, so equality is exact; the JPEG layout that
+    the generator writes differs only by JPEG's loss."""
+    from detection.data.synthetic import write_frame_layout
+
+    vid = synthetic_ava.val_videos[0]
+    video = synthetic_ava.root / "videos" / f"{vid}.mp4"
+    count = write_frame_layout(video, tmp_path, vid, ext="png")
+    assert count == synthetic_ava.seconds * 30
+    for center in (60, 90, 120):  # keyframes 902, 903, 904
+        indices = clip_frame_indices(center, num_frames=16, sampling_rate=2, num_video_frames=count)
+        from_frames = read_frame_files([tmp_path / vid / f"{vid}_{i + 1:06d}.png" for i in indices])
+        with VideoReader(video) as reader:
+            from_video = reader.read_at_times(indices / 30.0)
+        np.testing.assert_array_equal(from_video, from_frames)
+    jpeg = read_frame_files(
+        [synthetic_ava.root / "frames" / vid / f"{vid}_{i + 1:06d}.jpg" for i in indices]
+    )
+    assert np.abs(jpeg.astype(int) - from_video.astype(int)).mean() < 3.0
+
+
+def test_read_frame_files_names_the_missing_or_broken_file(tmp_path):
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.zeros((4, 4, 3), np.uint8))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(VideoReadError, match="missing.jpg: frame file not found"):
+        read_frame_files([good, tmp_path / "missing.jpg"])
+    with pytest.raises(VideoReadError, match="bad.jpg: frame file cannot be decoded"):
+        read_frame_files([good, bad])
