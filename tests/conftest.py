@@ -17,3 +17,16 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def synthetic_ava(tmp_path_factory):
+    """A small generated AVA-format dataset, written once per test session: 3 videos (2 train,
+    1 val) of 6 s at 30 fps, 160x120, keyframes 902-904, with JPEG frames for the frames backend.
+    Returns `detection.data.synthetic.SyntheticAva` (`.root` is DATA.PATH_TO_DATA_DIR)."""
+    from detection.data.synthetic import generate_synthetic_ava
+
+    root = tmp_path_factory.mktemp("synthetic_ava")
+    return generate_synthetic_ava(
+        root, num_videos=3, num_val=1, seconds=6, seed=0, write_frames=True, progress=False
+    )

@@ -1,0 +1,420 @@
+"""A generated dataset in AVA's exact layout, built so that learning can be proven on a CPU.
+
+Every tool reads it unchanged: real H.264 mp4 files (the 15-minute-cut convention: video time 0
+is AVA second 900), ground-truth and predicted-box CSVs, label maps in both pbtxt dialects,
+excluded timestamps and PySlowFast frame lists (plus, with ``write_frames``, the extracted
+frames themselves). Output, for video ids ``syn_000 ...``::
+
+    DIR/videos/syn_000.mp4                         30 fps, 160x120, libx264 crf 12, yuv420p
+    DIR/annotations/ava_{train,val}_v2.2.csv       video,sec,x1,y1,x2,y2,action,person
+    DIR/annotations/ava_{train,val}_predicted_boxes.csv   video,sec,x1,y1,x2,y2,,score
+    DIR/annotations/ava_{train,val}_excluded_timestamps_v2.2.csv
+    DIR/annotations/ava_action_list_v2.2.pbtxt                     label { name label_id label_type }
+    DIR/annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt  item { name id }
+    DIR/frame_lists/{train,val}.csv                PySlowFast frame lists (space separated)
+    DIR/frames/syn_000/syn_000_000001.jpg          only with write_frames (ffmpeg numbering from 1)
+
+Scene. Each video has a static textured background and 2-4 "actors" (striped coloured
+rectangles), one per cell of a 2x2 grid so they never overlap. Keyframes are the seconds
+902 .. 900 + seconds - 2 (AVA's 1 fps convention, leaving room for a clip around each). Each
+actor has exactly one motion class and, with probability 0.4, also the flicker class:
+
+==  ================  =============================================================  ========
+id  name              what the pixels do                                             needs
+==  ================  =============================================================  ========
+1   static            does not move                                                  Fast
+2   slow drift        slides sideways at 0.5 px/frame, turning at its cell's edges   Slow
+3   bounce            hops up and down, 9 px high, period 24 frames                  Slow
+4   fast oscillation  swings sideways +-6 px with a period of 10 frames              Fast
+5   fast flicker      bright for 5 frames, dark (x0.35) for 5 (period 10 frames)      Fast
+==  ================  =============================================================  ========
+
+Why period 10 makes classes 1, 4 and 5 invisible to the Slow pathway. The tiny configs sample
+DATA.NUM_FRAMES 16 at DATA.SAMPLING_RATE 2 around keyframe frame c = (sec - 900) * 30, i.e.
+frames c-16, c-14, ..., c+14; SLOWFAST.ALPHA 4 gives the Slow pathway positions
+linspace(0, 15, 4) = 0, 5, 10, 15 of those, i.e. frames c-16, c-6, c+4, c+14: 10 frames apart.
+With a period of exactly 10 frames, Slow sees one phase of the oscillation and of the flicker in
+all its frames, while Fast (every 2nd frame) sees 5 phases per period. What Slow sees of an
+oscillating or flickering actor is then a still actor at a fixed sideways offset in
+{6 sin(2 pi k / 10)} and at a fixed brightness (bright or dark, 1/2 each), with k uniform
+because every actor draws a random phase. To leave no other cue, every actor that does not
+oscillate is drawn at a fixed offset 6 sin(2 pi k / 10) with a random k, every actor that does
+not flicker is drawn bright or dark with probability 1/2, and every box spans the full
+oscillation range (actor width + 2 x 6 px), so box and actor line up alike for all classes.
+A Slow-only baseline sees the same blindness when its frames are also 10 apart
+(DATA.NUM_FRAMES 4, DATA.SAMPLING_RATE 10: frames c-20, c-10, c, c+10). Drift and bounce move
+several pixels between Slow's frames, so both models can learn them.
+
+The signals are strong on purpose (a 6 px swing on a 18-26 px wide actor, a 65% brightness
+drop, crf 12 so colours and edges survive compression) so that a tiny model learns them in
+minutes. Predicted boxes are the ground-truth boxes jittered by ~1% of the frame, with scores
+in [0.92, 1) (all pass AVA.DETECTION_SCORE_THRESH 0.9), plus false positives on the background
+with scores below 0.6. One keyframe of the first video of each split (and of a third of the
+others; none in videos with fewer than 3 keyframes) is listed as excluded and left out of the
+ground truth, as in AVA. Everything is drawn
+from ``numpy.random.default_rng(seed)``, so a seed gives identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .video import VideoReader
+
+ACTION_NAMES = {1: "static", 2: "slow drift", 3: "bounce", 4: "fast oscillation", 5: "fast flicker"}
+MOTION_CLASSES = (1, 2, 3, 4)
+FLICKER_CLASS = 5
+# Classes that only a pathway seeing more than one phase per 10 frames can tell apart.
+FAST_CLASSES = (1, 4, 5)
+
+FPS = 30
+VIDEO_START_SEC = 900
+FAST_PERIOD = 10  # frames; see the module docstring
+OSC_AMPLITUDE = 6.0  # px
+DARK_LEVEL = 0.35
+FLICKER_PROB = 0.4
+DRIFT_SPEED = 0.5  # px per frame
+BOUNCE_HEIGHT = 9.0  # px
+BOUNCE_PERIOD = 24  # frames
+BOX_PAD = 2  # px around the actor's full extent
+FRAME_LIST_HEADER = "original_vido_id video_id frame_id path labels"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """One moving rectangle. Positions are of the rectangle's centre, in pixels."""
+
+    person_id: int
+    labels: tuple[int, ...]
+    width: int
+    height: int
+    color: tuple[int, int, int]
+    cell: tuple[float, float, float, float]  # x0, y0, x1, y1 of the grid cell
+    center: tuple[float, float]  # base position (drift starts here)
+    osc_phase: int
+    flicker_phase: int
+    level: float  # constant brightness of a non-flickering actor
+    drift_dir: int  # +1 or -1
+    bounce_phase: int
+
+    @property
+    def half_box(self) -> tuple[float, float]:
+        """Half width and height of the box (full oscillation range plus padding)."""
+        return self.width / 2 + OSC_AMPLITUDE + BOX_PAD, self.height / 2 + BOX_PAD
+
+    def base_center(self, frame: int) -> tuple[float, float]:
+        """Centre of the box at `frame` (slow motion only)."""
+        cx, cy = self.center
+        if 2 in self.labels:
+            hw = self.half_box[0]
+            lo, hi = self.cell[0] + hw, self.cell[2] - hw
+            span = hi - lo
+            # Triangle wave: slide at DRIFT_SPEED, turn at the cell's edges.
+            pos = (cx - lo + self.drift_dir * DRIFT_SPEED * frame) % (2 * span)
+            cx = lo + (pos if pos <= span else 2 * span - pos)
+        if 3 in self.labels:
+            cy -= BOUNCE_HEIGHT * abs(
+                math.sin(math.pi * (frame + self.bounce_phase) / BOUNCE_PERIOD)
+            )
+        return cx, cy
+
+    def box(self, frame: int, frame_w: int, frame_h: int) -> tuple[float, float, float, float]:
+        """Normalized box (x1, y1, x2, y2) at `frame`."""
+        (cx, cy), (hw, hh) = self.base_center(frame), self.half_box
+        return (
+            max(0.0, (cx - hw) / frame_w),
+            max(0.0, (cy - hh) / frame_h),
+            min(1.0, (cx + hw) / frame_w),
+            min(1.0, (cy + hh) / frame_h),
+        )
+
+    def appearance(self, frame: int) -> tuple[float, float]:
+        """(sideways offset in px, brightness factor) at `frame`."""
+        osc_phase = frame + self.osc_phase if 4 in self.labels else self.osc_phase
+        dx = OSC_AMPLITUDE * math.sin(2 * math.pi * osc_phase / FAST_PERIOD)
+        if FLICKER_CLASS in self.labels:
+            bright = (frame + self.flicker_phase) % FAST_PERIOD < FAST_PERIOD // 2
+            return dx, 1.0 if bright else DARK_LEVEL
+        return dx, self.level
+
+
+@dataclass(frozen=True)
+class SyntheticAva:
+    """Where a generated dataset lives and what it holds."""
+
+    root: Path
+    train_videos: tuple[str, ...]
+    val_videos: tuple[str, ...]
+    seconds: int
+    width: int
+    height: int
+
+    @property
+    def keyframe_seconds(self) -> range:
+        return range(VIDEO_START_SEC + 2, VIDEO_START_SEC + self.seconds - 1)
+
+
+def _random_actor(
+    rng: np.random.Generator, person_id: int, cell: tuple[float, float, float, float]
+) -> Actor:
+    labels = [int(rng.choice(MOTION_CLASSES))]
+    if rng.random() < FLICKER_PROB:
+        labels.append(FLICKER_CLASS)
+    width, height = int(rng.integers(18, 27)), int(rng.integers(24, 35))
+    hue = int(rng.integers(0, 180))
+    hsv = np.array(
+        [[[hue, int(rng.integers(160, 256)), int(rng.integers(220, 256))]]], dtype=np.uint8
+    )
+    color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    hw, hh = width / 2 + OSC_AMPLITUDE + BOX_PAD, height / 2 + BOX_PAD
+    x0, y0, x1, y1 = cell
+    cx = float(rng.uniform(x0 + hw, x1 - hw))
+    cy = float(rng.uniform(y0 + hh + BOUNCE_HEIGHT, y1 - hh))
+    return Actor(
+        person_id=person_id,
+        labels=tuple(labels),
+        width=width,
+        height=height,
+        color=color,
+        cell=cell,
+        center=(cx, cy),
+        osc_phase=int(rng.integers(0, FAST_PERIOD)),
+        flicker_phase=int(rng.integers(0, FAST_PERIOD)),
+        level=1.0 if rng.random() < 0.5 else DARK_LEVEL,
+        drift_dir=1 if rng.random() < 0.5 else -1,
+        bounce_phase=int(rng.integers(0, BOUNCE_PERIOD)),
+    )
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    coarse = rng.uniform(40, 150, size=(5, 7, 3)).astype(np.float32)
+    return (
+        cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
+
+
+def _actor_texture(actor: Actor) -> np.ndarray:
+    """float32 [h, w, 3]: the actor's colour with horizontal stripes, so motion shows in edges."""
+    stripes = np.where((np.arange(actor.height) // 3) % 2 == 0, 1.0, 0.7).astype(np.float32)
+    return (
+        stripes[:, None, None]
+        * np.array(actor.color, dtype=np.float32)[None, None, :]
+        * np.ones((1, actor.width, 1), np.float32)
+    )
+
+
+def render_frame(
+    background: np.ndarray, actors: list[Actor], textures: list[np.ndarray], frame: int
+) -> np.ndarray:
+    """uint8 RGB [H, W, 3] of the scene at `frame`."""
+    image = background.copy()
+    height, width = image.shape[:2]
+    for actor, texture in zip(actors, textures, strict=True):
+        (cx, cy), (dx, level) = actor.base_center(frame), actor.appearance(frame)
+        x0 = int(round(cx + dx - actor.width / 2))
+        y0 = int(round(cy - actor.height / 2))
+        xa, ya = max(0, x0), max(0, y0)
+        xb, yb = min(width, x0 + actor.width), min(height, y0 + actor.height)
+        image[ya:yb, xa:xb] = (texture[ya - y0 : yb - y0, xa - x0 : xb - x0] * level).astype(
+            np.uint8
+        )
+    return image
+
+
+def _write_video(path: Path, background: np.ndarray, actors: list[Actor], num_frames: int) -> None:
+    textures = [_actor_texture(a) for a in actors]
+    height, width = background.shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        # Low crf keeps colours and 1-2 px edges; a 1 s GOP keeps seeks short; one thread keeps
+        # the bitstream identical from run to run.
+        stream.options = {"crf": "12", "preset": "veryfast", "threads": "1"}
+        stream.codec_context.gop_size = FPS
+        for index in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(
+                render_frame(background, actors, textures, index), format="rgb24"
+            )
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def _fmt_box(box: tuple[float, float, float, float]) -> list[str]:
+    return [f"{v:.3f}" for v in box]
+
+
+def _jitter_box(
+    rng: np.random.Generator, box: tuple[float, ...], sigma: float
+) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = np.clip(np.asarray(box) + rng.normal(0.0, sigma, 4), 0.0, 1.0)
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+def _write_labelmaps(annotation_dir: Path) -> None:
+    label_lines, item_lines = [], []
+    for action_id, name in ACTION_NAMES.items():
+        label_lines += [
+            "label {",
+            f'  name: "{name}"',
+            f"  label_id: {action_id}",
+            "  label_type: PERSON_MOVEMENT",
+            "}",
+        ]
+        item_lines += ["item {", f'  name: "{name}"', f"  id: {action_id}", "}"]
+    (annotation_dir / "ava_action_list_v2.2.pbtxt").write_text("\n".join(label_lines) + "\n")
+    (annotation_dir / "ava_action_list_v2.2_for_activitynet_2019.pbtxt").write_text(
+        "\n".join(item_lines) + "\n"
+    )
+
+
+def write_frame_layout(
+    video_path: str | Path, frame_dir: str | Path, video_id: str, ext: str = "jpg"
+) -> int:
+    """Decode every frame of `video_path` and write ``frame_dir/{id}/{id}_%06d.{ext}`` (numbered
+    from 1, as ffmpeg does). JPEG quality 95; PNG is lossless. Returns the number of frames."""
+    out_dir = Path(frame_dir) / video_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == "jpg" else []
+    count = 0
+    with VideoReader(video_path) as reader:
+        for count, (image, _) in enumerate(reader.iter_frames(), start=1):
+            cv2.imwrite(
+                str(out_dir / f"{video_id}_{count:06d}.{ext}"),
+                cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                params,
+            )
+    return count
+
+
+def write_frame_list(
+    path: str | Path, video_ids: list[str], num_frames: dict[str, int], ext: str = "jpg"
+) -> None:
+    """PySlowFast frame list: header, then ``original_id video_idx frame_idx path ""`` per frame."""
+    lines = [FRAME_LIST_HEADER]
+    for video_idx, vid in enumerate(video_ids):
+        lines += [
+            f'{vid} {video_idx} {i} {vid}/{vid}_{i + 1:06d}.{ext} ""'
+            for i in range(num_frames[vid])
+        ]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def generate_synthetic_ava(
+    output_dir: str | Path,
+    *,
+    num_videos: int = 16,
+    seconds: int = 12,
+    seed: int = 0,
+    num_val: int | None = None,
+    width: int = 160,
+    height: int = 120,
+    write_frames: bool = False,
+    progress: bool = True,
+) -> SyntheticAva:
+    """Write the dataset described in the module docstring to `output_dir`.
+
+    The last `num_val` videos (default ``max(1, num_videos // 4)``) form the val split.
+    """
+    if seconds < 4:
+        raise ValueError(
+            f"seconds must be >= 4 to hold one keyframe with a clip around it, got {seconds}"
+        )
+    num_val = max(1, num_videos // 4) if num_val is None else num_val
+    if not 1 <= num_val < num_videos:
+        raise ValueError(
+            f"need 1 <= num_val < num_videos, got num_val={num_val}, num_videos={num_videos}"
+        )
+    root = Path(output_dir)
+    dirs = {name: root / name for name in ("videos", "annotations", "frame_lists", "frames")}
+    for name, d in dirs.items():
+        if name != "frames" or write_frames:
+            d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    video_ids = [f"syn_{i:03d}" for i in range(num_videos)]
+    splits = {"train": video_ids[: num_videos - num_val], "val": video_ids[num_videos - num_val :]}
+    info = SyntheticAva(root, tuple(splits["train"]), tuple(splits["val"]), seconds, width, height)
+    num_frames = seconds * FPS
+    cells = [
+        (cx * width / 2, cy * height / 2, (cx + 1) * width / 2, (cy + 1) * height / 2)
+        for cy in (0, 1)
+        for cx in (0, 1)
+    ]
+
+    gt_rows: dict[str, list[list[str]]] = {"train": [], "val": []}
+    pred_rows: dict[str, list[list[str]]] = {"train": [], "val": []}
+    excluded: dict[str, list[list[str]]] = {"train": [], "val": []}
+    for vid in tqdm(video_ids, desc="synthetic AVA videos", disable=not progress):
+        split = "train" if vid in splits["train"] else "val"
+        background = _background(rng, width, height)
+        chosen = rng.permutation(len(cells))[: int(rng.integers(2, 5))]
+        actors = [_random_actor(rng, pid, cells[c]) for pid, c in enumerate(chosen)]
+        _write_video(dirs["videos"] / f"{vid}.mp4", background, actors, num_frames)
+        seconds_here = list(info.keyframe_seconds)
+        excluded_sec = None
+        # Short videos keep all their keyframes: excluding one of one or two would empty them.
+        if len(seconds_here) >= 3 and (vid == splits[split][0] or rng.random() < 1 / 3):
+            excluded_sec = int(rng.choice(seconds_here))
+            excluded[split].append([vid, f"{excluded_sec:04d}"])
+        for sec in seconds_here:
+            frame = (sec - VIDEO_START_SEC) * FPS
+            for actor in actors:
+                box = actor.box(frame, width, height)
+                if sec != excluded_sec:
+                    gt_rows[split] += [
+                        [vid, f"{sec:04d}", *_fmt_box(box), str(a), str(actor.person_id)]
+                        for a in actor.labels
+                    ]
+                score = rng.uniform(0.92, 1.0)
+                pred_rows[split].append(
+                    [vid, f"{sec:04d}", *_fmt_box(_jitter_box(rng, box, 0.01)), "", f"{score:.6f}"]
+                )
+            if rng.random() < 0.3:
+                bw, bh = rng.uniform(0.1, 0.25), rng.uniform(0.15, 0.3)
+                x1, y1 = rng.uniform(0, 1 - bw), rng.uniform(0, 1 - bh)
+                pred_rows[split].append(
+                    [
+                        vid,
+                        f"{sec:04d}",
+                        *_fmt_box((x1, y1, x1 + bw, y1 + bh)),
+                        "",
+                        f"{rng.uniform(0.05, 0.6):.6f}",
+                    ]
+                )
+
+    ann = dirs["annotations"]
+    for split in ("train", "val"):
+        _write_csv(ann / f"ava_{split}_v2.2.csv", gt_rows[split])
+        _write_csv(ann / f"ava_{split}_predicted_boxes.csv", pred_rows[split])
+        _write_csv(ann / f"ava_{split}_excluded_timestamps_v2.2.csv", excluded[split])
+        write_frame_list(
+            dirs["frame_lists"] / f"{split}.csv",
+            splits[split],
+            dict.fromkeys(splits[split], num_frames),
+        )
+    _write_labelmaps(ann)
+    manifest = {k: v for k, v in asdict(info).items() if k != "root"}
+    manifest.update(seed=seed, fps=FPS, fast_period=FAST_PERIOD, actions=ACTION_NAMES)
+    (root / "synthetic_ava.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if write_frames:
+        for vid in tqdm(video_ids, desc="extracting JPEG frames", disable=not progress):
+            written = write_frame_layout(dirs["videos"] / f"{vid}.mp4", dirs["frames"], vid)
+            if written != num_frames:
+                raise RuntimeError(f"{vid}.mp4 decoded to {written} frames, expected {num_frames}")
+    return info
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)

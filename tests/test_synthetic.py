@@ -1,0 +1,132 @@
+import csv
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from detection.data.labelmap import read_labelmap
+from detection.data.sampling import clip_frame_indices, slow_indices
+from detection.data.synthetic import ACTION_NAMES, generate_synthetic_ava
+from detection.data.video import VideoReader
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gt_actors(
+    root: Path, split: str
+) -> dict[tuple[str, int, str], tuple[tuple[float, ...], set[int]]]:
+    actors: dict = defaultdict(lambda: [None, set()])
+    with open(root / "annotations" / f"ava_{split}_v2.2.csv") as f:
+        for vid, sec, x1, y1, x2, y2, action, person in csv.reader(f):
+            entry = actors[(vid, int(sec), person)]
+            entry[0] = tuple(map(float, (x1, y1, x2, y2)))
+            entry[1].add(int(action))
+    return {k: (v[0], v[1]) for k, v in actors.items()}
+
+
+def test_layout_matches_real_ava(synthetic_ava):
+    root = synthetic_ava.root
+    for name in (
+        "ava_train_v2.2.csv",
+        "ava_val_v2.2.csv",
+        "ava_train_predicted_boxes.csv",
+        "ava_val_predicted_boxes.csv",
+        "ava_train_excluded_timestamps_v2.2.csv",
+        "ava_val_excluded_timestamps_v2.2.csv",
+    ):
+        assert (root / "annotations" / name).stat().st_size > 0, name
+    for vid in synthetic_ava.train_videos + synthetic_ava.val_videos:
+        with VideoReader(root / "videos" / f"{vid}.mp4") as reader:
+            assert reader.fps == 30 and reader.size == (160, 120)
+            assert reader.num_frames_at(30) == synthetic_ava.seconds * 30
+        assert len(list((root / "frames" / vid).glob(f"{vid}_*.jpg"))) == synthetic_ava.seconds * 30
+    lines = (root / "frame_lists" / "val.csv").read_text().splitlines()
+    assert lines[0] == "original_vido_id video_id frame_id path labels"
+    vid = synthetic_ava.val_videos[0]
+    assert lines[1] == f'{vid} 0 0 {vid}/{vid}_000001.jpg ""'
+    assert len(lines) == 1 + synthetic_ava.seconds * 30
+
+
+def test_label_maps_in_both_dialects(synthetic_ava):
+    ann = synthetic_ava.root / "annotations"
+    full = read_labelmap(ann / "ava_action_list_v2.2.pbtxt")
+    items = read_labelmap(ann / "ava_action_list_v2.2_for_activitynet_2019.pbtxt")
+    assert full.names == items.names == ACTION_NAMES
+    assert set(full.groups.values()) == {"PERSON_MOVEMENT"} and not items.groups
+
+
+def test_keyframes_boxes_and_scores(synthetic_ava):
+    root = synthetic_ava.root
+    gt = _gt_actors(root, "train")
+    assert {sec for _, sec, _ in gt} <= set(synthetic_ava.keyframe_seconds) == {902, 903, 904}
+    for box, labels in gt.values():
+        x1, y1, x2, y2 = box
+        assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+        assert len(labels & {1, 2, 3, 4}) == 1 and labels <= {1, 2, 3, 4, 5}
+    excluded = {
+        tuple(r)
+        for r in csv.reader(open(root / "annotations" / "ava_train_excluded_timestamps_v2.2.csv"))
+    }
+    assert excluded and not any(
+        (vid, int(sec)) == (k[0], k[1]) for vid, sec in excluded for k in gt
+    )
+    with open(root / "annotations" / "ava_val_predicted_boxes.csv") as f:
+        rows = list(csv.reader(f))
+    assert all(r[6] == "" for r in rows)
+    scores = np.array([float(r[7]) for r in rows])
+    n_val_gt = len(_gt_actors(root, "val"))
+    assert (scores >= 0.9).sum() >= n_val_gt  # every actor detected (excluded keyframes too)
+    assert (scores < 0.9).sum() >= 1  # some false positives for the threshold to remove
+
+
+def test_fast_classes_look_static_in_the_slow_frames(synthetic_ava):
+    """The design promise: with 16 frames at rate 2 and alpha 4, Slow's frames (10 apart) show an
+    oscillating or flickering actor in one phase; Fast's frames (2 apart) show it changing."""
+    root = synthetic_ava.root
+    changes: dict[str, list[float]] = defaultdict(list)
+    slow_pos = slow_indices(16, 4).numpy()
+    for split in ("train", "val"):
+        for (vid, sec, _), (box, labels) in _gt_actors(root, split).items():
+            if labels & {2, 3}:
+                continue  # slow motions change in every pathway
+            center = (sec - 900) * 30
+            with VideoReader(root / "videos" / f"{vid}.mp4") as reader:
+                clip = reader.read_at_times(clip_frame_indices(center, 16, 2, 10**6) / 30).astype(
+                    np.float32
+                )
+            x1, y1, x2, y2 = (np.array(box) * [160, 120, 160, 120]).round().astype(int)
+            crops = clip[:, y1:y2, x1:x2]
+            slow_change = np.abs(crops[slow_pos] - crops[slow_pos[0]]).mean(axis=(1, 2, 3)).max()
+            fast_change = np.abs(crops - crops[0]).mean(axis=(1, 2, 3)).max()
+            kind = "fast" if labels & {4, 5} else "static"
+            changes[f"{kind}_slow"].append(slow_change)
+            changes[f"{kind}_fast"].append(fast_change)
+    assert changes["fast_slow"] and changes["static_slow"], "the fixture should hold both kinds"
+    # Compression noise only, for every actor, in Slow's frames...
+    assert max(changes["fast_slow"] + changes["static_slow"] + changes["static_fast"]) < 3.0
+    # ...while Fast's frames see every oscillating or flickering actor change a lot.
+    assert min(changes["fast_fast"]) > 15.0
+
+
+def test_generation_is_deterministic_per_seed(tmp_path):
+    cli = PROJECT_ROOT / "tools" / "make_synthetic_ava.py"
+    args = ["--num-videos", "2", "--seconds", "4", "--seed", "7"]
+    subprocess.run(
+        [sys.executable, str(cli), "--output", str(tmp_path / "a"), *args],
+        check=True,
+        capture_output=True,
+    )
+    generate_synthetic_ava(tmp_path / "b", num_videos=2, seconds=4, seed=7, progress=False)
+    generate_synthetic_ava(tmp_path / "c", num_videos=2, seconds=4, seed=8, progress=False)
+    files_a = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    assert files_a == sorted(
+        p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()
+    )
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    gt = "annotations/ava_train_v2.2.csv"
+    assert (tmp_path / "a" / gt).read_bytes() != (tmp_path / "c" / gt).read_bytes()
