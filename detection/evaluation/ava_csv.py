@@ -1,0 +1,286 @@
+"""Reading and writing AVA CSV files in the official format, with strict validation.
+
+Row layouts (no header, one row per (box, action)):
+
+- detections:  ``video_id,timestamp,x1,y1,x2,y2,action_id,score``
+- groundtruth: ``video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]``; the action id may be
+  empty for a box without an action, and the four box fields may all be empty for a row that
+  only marks the frame as annotated;
+- boxes (person-detector or ground-truth boxes used as proposals):
+  ``video_id,timestamp,x1,y1,x2,y2,[action_id][,score]``; an empty action id or -1 means none.
+
+Timestamps are whole seconds (the official files write them zero-padded, ``0902``); box
+coordinates are normalized to [0, 1] with (x1, y1) the top-left corner. Coordinates may exceed
+[0, 1] by at most `BOX_TOLERANCE` (float round-off in files written by other tools); they are kept
+as written, because the official evaluator does not clip either.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Kind = Literal["groundtruth", "detections", "boxes"]
+
+BOX_TOLERANCE = 1e-3
+"""How far outside [0, 1] a normalized coordinate may lie before the row is rejected."""
+
+BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
+
+_COLUMN_COUNTS: dict[str, tuple[int, ...]] = {
+    "detections": (8,),
+    "groundtruth": (7, 8),
+    "boxes": (7, 8),
+}
+_LAST_COLUMN = {"detections": "score", "groundtruth": "person_id", "boxes": "score"}
+_NUMERIC_COLUMNS = ["timestamp", *BOX_COLUMNS, "action_id"]
+
+
+class AvaCsvError(ValueError):
+    """A malformed AVA CSV file; the message names the file, the 1-based line and what was
+    expected."""
+
+
+def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
+    """Read an AVA CSV file and validate every row.
+
+    Returns a DataFrame with one row per file row, in file order: ``video_id`` (str),
+    ``timestamp`` (int64), ``x1, y1, x2, y2`` (float64, normalized; NaN only for box-less
+    ground-truth rows), ``action_id`` (int64, -1 where the file has none), then ``score``
+    (float64; NaN where a boxes file has no score) for detections and boxes, or ``person_id``
+    (int64, -1 where absent) for ground truth.
+
+    Raises `AvaCsvError` at the first malformed row: wrong column count, empty line, a
+    timestamp, action id or person id that is not a non-negative integer, a missing value, a
+    coordinate outside [0, 1] (beyond `BOX_TOLERANCE`), x1 > x2 or y1 > y2, a non-finite score.
+    """
+    if kind not in _COLUMN_COUNTS:
+        raise ValueError(f"kind must be one of {sorted(_COLUMN_COUNTS)}, got {kind!r}")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
+    last = _LAST_COLUMN[kind]
+    names = ["video_id", *_NUMERIC_COLUMNS, last]
+    if not data.strip():
+        return _empty_frame(names)
+    _check_column_counts(data, path, _COLUMN_COUNTS[kind])
+
+    dtypes = {name: np.float64 for name in names[1:]}
+    dtypes["video_id"] = str
+    try:
+        # Everything numeric is parsed as float64 so that empty fields become NaN; integrality
+        # is checked below. Only "" counts as missing: a video id such as "NA" stays a string.
+        frame = pd.read_csv(
+            io.BytesIO(data), header=None, names=names, dtype=dtypes,
+            keep_default_na=False, na_values=[""], skip_blank_lines=False, engine="c",
+        )
+    except ValueError:
+        raise _first_non_numeric(data, path, names) from None
+    _validate(frame, path, kind)
+
+    columns: dict[str, object] = {
+        "video_id": frame["video_id"].astype(str),
+        "timestamp": frame["timestamp"].to_numpy(np.int64),
+        **{c: frame[c].to_numpy(np.float64) for c in BOX_COLUMNS},
+        "action_id": frame["action_id"].fillna(-1).to_numpy(np.int64),
+    }
+    if last == "score":
+        columns["score"] = frame["score"].to_numpy(np.float64)
+    else:
+        columns["person_id"] = frame["person_id"].fillna(-1).to_numpy(np.int64)
+    return pd.DataFrame(columns)
+
+
+def read_excluded_timestamps(path: str | Path) -> set[tuple[str, int]]:
+    """Read an excluded-timestamps CSV (``video_id,timestamp`` per line, e.g. ``5BDj0ow5hnA,1038``)
+    into a set of (video_id, timestamp) pairs."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
+    excluded: set[tuple[str, int]] = set()
+    for line_no, line in enumerate(lines, start=1):
+        fields = line.strip().split(",")
+        if len(fields) != 2 or not fields[0]:
+            raise AvaCsvError(
+                f"{path}:{line_no}: expected 'video_id,timestamp', got {line!r}"
+            )
+        if not fields[1].isdigit():
+            raise AvaCsvError(
+                f"{path}:{line_no}: timestamp {fields[1]!r} is not a non-negative integer"
+            )
+        excluded.add((fields[0], int(fields[1])))
+    return excluded
+
+
+def write_detections(
+    path: str | Path,
+    video_ids: Sequence[str],
+    timestamps: Sequence[int],
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    action_ids: Sequence[int],
+) -> None:
+    """Write detections in the official format, one row per (box, class), atomically.
+
+    Args:
+        path: the CSV file to write (replaced in one step: a temporary file beside it is
+            renamed over it, so readers never see a half-written file).
+        video_ids, timestamps: [K] the frame of each box.
+        boxes: [K, 4] (x1, y1, x2, y2) normalized to [0, 1].
+        scores: [K, C] the score of each box for each class.
+        action_ids: [C] the AVA action id of each score column.
+
+    Rows go box by box, and for each box class by class, like PySlowFast's writer. Timestamps are
+    zero-padded to 4 digits and boxes written with 3 decimals, as in the AVA files; scores get 6
+    decimals rather than PySlowFast's 4 so that fewer scores tie (ties make AP depend on an
+    arbitrary order, see `frame_map`).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    action_ids = np.asarray(action_ids, dtype=np.int64)
+    num_boxes = len(video_ids)
+    if boxes.shape != (num_boxes, 4):
+        raise ValueError(f"boxes must have shape [{num_boxes}, 4], got {list(boxes.shape)}")
+    if len(timestamps) != num_boxes:
+        raise ValueError(f"got {num_boxes} video ids but {len(timestamps)} timestamps")
+    if scores.shape != (num_boxes, len(action_ids)):
+        raise ValueError(
+            f"scores must have shape [{num_boxes}, {len(action_ids)}], got {list(scores.shape)}"
+        )
+    outside = (boxes < -BOX_TOLERANCE) | (boxes > 1 + BOX_TOLERANCE)
+    if outside.any():
+        row = int(np.flatnonzero(outside.any(axis=1))[0])
+        raise ValueError(f"box {row} = {boxes[row].tolist()} is not normalized to [0, 1]")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite")
+
+    num_classes = len(action_ids)
+    frame_keys = [f"{v},{int(t):04d}" for v, t in zip(video_ids, timestamps, strict=True)]
+    box_text = [f"{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f}" for x1, y1, x2, y2 in boxes.tolist()]
+    prefixes = np.repeat(
+        np.array([f"{k},{b}," for k, b in zip(frame_keys, box_text, strict=True)], dtype=object),
+        num_classes,
+    )
+    suffixes = [f"{a},{s:.6f}\n" for a, s in zip(
+        np.tile(action_ids, num_boxes).tolist(), scores.reshape(-1).tolist(), strict=True
+    )]
+    _write_atomically(Path(path), "".join(p + s for p, s in zip(prefixes, suffixes, strict=True)))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _empty_frame(names: list[str]) -> pd.DataFrame:
+    dtypes = {"video_id": str, "timestamp": np.int64, "action_id": np.int64,
+              "person_id": np.int64, "score": np.float64}
+    return pd.DataFrame({n: pd.Series(dtype=dtypes.get(n, np.float64)) for n in names})
+
+
+def _check_column_counts(data: bytes, path: Path, allowed: tuple[int, ...]) -> None:
+    """Count the fields of every line from the raw bytes (commas per line), so that a short
+    line is told apart from a line with empty fields, and blank lines are caught."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    line_ends = np.flatnonzero(buf == ord("\n"))
+    if not data.endswith(b"\n"):
+        line_ends = np.append(line_ends, len(buf))
+    commas = np.flatnonzero(buf == ord(","))
+    fields = np.diff(np.searchsorted(commas, line_ends), prepend=0) + 1
+    bad = np.flatnonzero(~np.isin(fields, allowed))
+    if bad.size:
+        line = int(bad[0])
+        start = int(line_ends[line - 1]) + 1 if line else 0
+        text = data[start:int(line_ends[line])].decode("utf-8", "replace").rstrip("\r")
+        expected = " or ".join(str(n) for n in allowed)
+        got = "an empty line" if not text.strip() else f"{fields[line]} in {text!r}"
+        raise AvaCsvError(f"{path}:{line + 1}: expected {expected} comma-separated fields, got {got}")
+
+
+def _first_non_numeric(data: bytes, path: Path, names: list[str]) -> AvaCsvError:
+    """The error for the first field that is not a number (looked for once the fast parse
+    failed, which does not say where)."""
+    text = pd.read_csv(io.BytesIO(data), header=None, names=names, dtype=str,
+                       keep_default_na=False, skip_blank_lines=False)
+    first: tuple[int, str, str] | None = None
+    for name in names[1:]:
+        values = text[name]
+        bad = np.flatnonzero(pd.to_numeric(values, errors="coerce").isna() & (values != ""))
+        if bad.size and (first is None or bad[0] < first[0]):
+            first = (int(bad[0]), name, values.iloc[bad[0]])
+    if first is None:
+        return AvaCsvError(f"{path}: could not be parsed as an AVA CSV file")
+    row, name, value = first
+    return AvaCsvError(f"{path}:{row + 1}: {name} {value!r} is not a number")
+
+
+def _validate(frame: pd.DataFrame, path: Path, kind: Kind) -> None:
+    """Raise `AvaCsvError` for the first (lowest line) row that breaks a rule."""
+    problems: list[tuple[int, str]] = []
+
+    def check(bad: np.ndarray, message: str) -> None:
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            row = int(rows[0])
+            problems.append((row, message.format(**{k: frame[k].iloc[row] for k in frame})))
+
+    check(frame["video_id"].isna().to_numpy(), "empty video id")
+    ts = frame["timestamp"].to_numpy()
+    check(np.isnan(ts), "missing timestamp")
+    check(~np.isnan(ts) & ((ts < 0) | (ts != np.floor(ts))),
+          "timestamp {timestamp} is not a non-negative integer")
+
+    box = frame[BOX_COLUMNS].to_numpy()
+    missing = np.isnan(box)
+    box_less = missing.all(axis=1)
+    if kind == "groundtruth":
+        check(missing.any(axis=1) & ~box_less, "box has some coordinates missing (give all or none)")
+    else:
+        check(missing.any(axis=1), "missing box coordinate")
+    with np.errstate(invalid="ignore"):
+        check(((box < -BOX_TOLERANCE) | (box > 1 + BOX_TOLERANCE)).any(axis=1),
+              "box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]: coordinates must be normalized")
+        check(box[:, 0] > box[:, 2], "x1 = {x1} > x2 = {x2}")
+        check(box[:, 1] > box[:, 3], "y1 = {y1} > y2 = {y2}")
+
+    action = frame["action_id"].to_numpy()
+    if kind == "detections":
+        check(np.isnan(action), "missing action id")
+    with np.errstate(invalid="ignore"):
+        allowed_minimum = -1 if kind == "boxes" else 1
+        check(~np.isnan(action) & ((action != np.floor(action)) | (action < allowed_minimum)),
+              f"action id {{action_id}} is not an integer >= {allowed_minimum}")
+
+    if "score" in frame:
+        score = frame["score"].to_numpy()
+        if kind == "detections":
+            check(np.isnan(score), "missing score")
+        check(np.isinf(score), "score {score} is not finite")
+    else:
+        person = frame["person_id"].to_numpy()
+        with np.errstate(invalid="ignore"):
+            check(~np.isnan(person) & ((person != np.floor(person)) | (person < 0)),
+                  "person id {person_id} is not a non-negative integer")
+
+    if problems:
+        row, message = min(problems, key=lambda p: p[0])
+        raise AvaCsvError(f"{path}:{row + 1}: {message}")
+

@@ -1,0 +1,157 @@
+import numpy as np
+import pytest
+
+from detection.evaluation.ava_csv import (
+    AvaCsvError,
+    read_ava_csv,
+    read_excluded_timestamps,
+    write_detections,
+)
+
+DETECTION_ROW = "vid_a,0902,0.100,0.200,0.300,0.400,12,0.5"
+
+
+def write(tmp_path, text, name="file.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_detections_columns_types_and_zero_padded_timestamps(tmp_path):
+    path = write(tmp_path, f"{DETECTION_ROW}\nNA,1038,0.0,0.0,1.0,1.0,80,0.25\n")
+    frame = read_ava_csv(path, kind="detections")
+    assert list(frame.columns) == [
+        "video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"
+    ]
+    assert frame["video_id"].tolist() == ["vid_a", "NA"]  # "NA" is a video id, not a missing value
+    assert frame["timestamp"].tolist() == [902, 1038]
+    assert frame["timestamp"].dtype == np.int64 and frame["action_id"].dtype == np.int64
+    assert frame.loc[0, ["x1", "y1", "x2", "y2"]].tolist() == [0.1, 0.2, 0.3, 0.4]
+    assert frame["score"].tolist() == [0.5, 0.25]
+
+
+def test_groundtruth_with_and_without_person_ids_and_box_less_rows(tmp_path):
+    path = write(tmp_path, (
+        "vid_a,0902,0.1,0.2,0.3,0.4,12,3\n"  # with person id
+        "vid_a,0903,0.1,0.2,0.3,0.4,5\n"  # without
+        "vid_a,0904,0.1,0.2,0.3,0.4,,7\n"  # box without an action
+        "vid_a,0905,,,,,,\n"  # box-less row: the frame is annotated, nobody in it
+    ))
+    frame = read_ava_csv(path, kind="groundtruth")
+    assert "score" not in frame
+    assert frame["person_id"].tolist() == [3, -1, 7, -1]
+    assert frame["action_id"].tolist() == [12, 5, -1, -1]
+    assert frame.loc[3, ["x1", "y1", "x2", "y2"]].isna().all()
+
+
+def test_boxes_files_with_empty_or_minus_one_action_and_optional_score(tmp_path):
+    path = write(tmp_path, (
+        "vid_a,0902,0.1,0.2,0.3,0.4,,0.9\n"  # person-detector file: no action, a score
+        "vid_a,0903,0.1,0.2,0.3,0.4,-1,0.5\n"
+        "vid_a,0904,0.1,0.2,0.3,0.4,17\n"  # ground truth used as boxes: no score
+    ))
+    frame = read_ava_csv(path, kind="boxes")
+    assert frame["action_id"].tolist() == [-1, -1, 17]
+    assert frame["score"].tolist()[:2] == [0.9, 0.5] and np.isnan(frame["score"].iloc[2])
+
+
+@pytest.mark.parametrize(("second_line", "message"), [
+    ("vid_a,0902,0.1,0.2,0.3,0.4,12", "expected 8 comma-separated fields, got 7"),
+    ("vid_a,0902,0.1,0.2,0.3,0.4,12,0.5,9", "expected 8 comma-separated fields, got 9"),
+    ("", "got an empty line"),
+    ("vid_a,0902,0.1,abc,0.3,0.4,12,0.5", "y1 'abc' is not a number"),
+    ("vid_a,0902,0.4,0.2,0.3,0.4,12,0.5", "x1 = 0.4 > x2 = 0.3"),
+    ("vid_a,0902,0.1,0.5,0.3,0.4,12,0.5", "y1 = 0.5 > y2 = 0.4"),
+    ("vid_a,0902,0.1,0.2,0.3,1.4,12,0.5", "outside [0, 1]"),
+    ("vid_a,0902,-0.01,0.2,0.3,0.4,12,0.5", "outside [0, 1]"),
+    ("vid_a,0902,0.1,0.2,0.3,0.4,12.5,0.5", "action id 12.5 is not an integer >= 1"),
+    ("vid_a,0902,0.1,0.2,0.3,0.4,,0.5", "missing action id"),
+    ("vid_a,902.5,0.1,0.2,0.3,0.4,12,0.5", "timestamp 902.5 is not a non-negative integer"),
+    ("vid_a,0902,0.1,0.2,0.3,0.4,12,", "missing score"),
+    ("vid_a,0902,0.1,0.2,0.3,0.4,12,inf", "score inf is not finite"),
+    (",0902,0.1,0.2,0.3,0.4,12,0.5", "empty video id"),
+])
+def test_malformed_detection_rows_name_file_line_and_expectation(tmp_path, second_line, message):
+    # The good first and third lines make sure the error points at line 2, not at the file.
+    path = write(tmp_path, f"{DETECTION_ROW}\n{second_line}\n{DETECTION_ROW}\n")
+    with pytest.raises(AvaCsvError) as error:
+        read_ava_csv(path, kind="detections")
+    assert f"{path}:2:" in str(error.value)
+    assert message in str(error.value)
+    assert isinstance(error.value, ValueError)
+
+
+def test_groundtruth_rejects_partial_boxes_and_fractional_person_ids(tmp_path):
+    path = write(tmp_path, "vid_a,0902,0.1,,0.3,0.4,12,3\n")
+    with pytest.raises(AvaCsvError, match="file.csv:1: box has some coordinates missing"):
+        read_ava_csv(path, kind="groundtruth")
+    path = write(tmp_path, "vid_a,0902,0.1,0.2,0.3,0.4,12,3.5\n")
+    with pytest.raises(AvaCsvError, match="person id 3.5 is not a non-negative integer"):
+        read_ava_csv(path, kind="groundtruth")
+
+
+def test_round_off_just_outside_unit_range_is_kept_as_written(tmp_path):
+    path = write(tmp_path, "vid_a,0902,-0.0000001,0.2,1.0000001,0.4,12,0.5\n")
+    frame = read_ava_csv(path, kind="detections")
+    assert frame.loc[0, "x1"] == -0.0000001 and frame.loc[0, "x2"] == 1.0000001
+
+
+def test_empty_file_gives_empty_typed_frame(tmp_path):
+    frame = read_ava_csv(write(tmp_path, ""), kind="detections")
+    assert len(frame) == 0
+    assert frame["timestamp"].dtype == np.int64
+
+
+def test_missing_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(AvaCsvError, match="missing.csv"):
+        read_ava_csv(tmp_path / "missing.csv", kind="groundtruth")
+
+
+def test_unknown_kind_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="kind must be one of"):
+        read_ava_csv(write(tmp_path, DETECTION_ROW), kind="predictions")
+
+
+def test_real_excluded_timestamps_file(shared_dir):
+    excluded = read_excluded_timestamps(shared_dir / "data/ava/ava_val_excluded_timestamps_v2.2.csv")
+    assert ("5BDj0ow5hnA", 1038) in excluded
+    assert all(isinstance(t, int) for _, t in excluded)
+    test_excluded = read_excluded_timestamps(
+        shared_dir / "data/ava/ava_test_excluded_timestamps_v2.2.csv"
+    )
+    assert ("-FLn0aeA6EU", 913) in test_excluded  # written "0913" in the file
+
+
+def test_malformed_excluded_timestamps(tmp_path):
+    path = write(tmp_path, "vid_a,0902\nvid_a,09x2\n")
+    with pytest.raises(AvaCsvError, match=r"file.csv:2: timestamp '09x2'"):
+        read_excluded_timestamps(path)
+    path = write(tmp_path, "vid_a,0902,1\n")
+    with pytest.raises(AvaCsvError, match=r"file.csv:1: expected 'video_id,timestamp'"):
+        read_excluded_timestamps(path)
+
+
+def test_write_detections_round_trip_one_row_per_box_and_class(tmp_path):
+    path = tmp_path / "out" / "detections.csv"
+    boxes = np.array([[0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 1.0, 1.0]])
+    scores = np.array([[0.5, 0.25, 0.125], [0.0625, 1.0, 0.123456789]])
+    write_detections(path, ["vid_a", "vid_b"], [902, 1038], boxes, scores, [1, 12, 80])
+
+    lines = path.read_text().splitlines()
+    assert lines[0] == "vid_a,0902,0.100,0.200,0.300,0.400,1,0.500000"
+    assert lines[5] == "vid_b,1038,0.000,0.000,1.000,1.000,80,0.123457"
+    frame = read_ava_csv(path, kind="detections")
+    assert len(frame) == 6
+    assert frame["action_id"].tolist() == [1, 12, 80, 1, 12, 80]
+    np.testing.assert_allclose(frame["score"].to_numpy(), scores.reshape(-1), atol=5e-7)
+    np.testing.assert_allclose(frame[["x1", "y1", "x2", "y2"]].to_numpy()[::3], boxes)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["detections.csv"]  # no temp left
+
+
+def test_write_detections_validates_shapes_and_ranges(tmp_path):
+    path = tmp_path / "detections.csv"
+    with pytest.raises(ValueError, match="scores must have shape"):
+        write_detections(path, ["v"], [902], np.zeros((1, 4)), np.zeros((1, 2)), [1, 2, 3])
+    with pytest.raises(ValueError, match="not normalized"):
+        write_detections(path, ["v"], [902], np.array([[0, 0, 320, 240]]), np.zeros((1, 1)), [1])
+    assert not path.exists()
