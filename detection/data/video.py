@@ -17,6 +17,7 @@ frames are rotated to display orientation and `size` reports the displayed (W, H
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,6 +27,9 @@ import cv2
 import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
+# Continue the previous read's decoding (rather than seek) for wanted times up to this far ahead;
+# decoding 2 s forward costs less than a seek into a typical 2-10 s GOP.
+_RESUME_MAX_S = 2.0
 # Two frame times closer than this are a tie (float rounding of i / fps and pts x time_base).
 _TIE_EPS_S = 1e-6
 
@@ -64,7 +68,9 @@ class VideoReader:
             self._container.close()
             raise VideoReadError(f"{self.path}: no video stream")
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        # One decoding thread: loaders parallelize over clips with worker processes, and frame
+        # threads only add latency and contention to the short decodes a clip needs.
+        self._stream.codec_context.thread_count = 1
         self._time_base = float(self._stream.time_base)
         self._start_pts = self._stream.start_time or 0
         rate = self._stream.average_rate or self._stream.guessed_rate
@@ -82,6 +88,9 @@ class VideoReader:
         # estimates the duration from the data that is left.
         self._declared_s = max(self.duration, self._stream.frames / self.fps)
         self._rot90 = 0
+        # Where the last read_at_times stopped: (decoder iterator, its last frames). A following
+        # read that starts at or after those frames continues decoding instead of seeking.
+        self._resume: tuple[Iterator[av.VideoFrame], list[av.VideoFrame]] | None = None
         width, height = self._stream.codec_context.width, self._stream.codec_context.height
         first = self._first_frame()
         if first is not None and first.rotation % 90 == 0:
@@ -129,6 +138,7 @@ class VideoReader:
         retried further back until the first decoded frame is at or before `time_s` (or is the
         first frame of the video).
         """
+        self._resume = None
         back_s = 0.0
         while True:
             target = max(0.0, time_s - back_s)
@@ -152,6 +162,18 @@ class VideoReader:
         except av.FFmpegError as e:
             raise VideoReadError(f"{self.path}: decoding failed after {time_s:.3f} s: {e}") from e
 
+    def _frames_for(self, time_s: float) -> Iterator[av.VideoFrame]:
+        """Frames in presentation order, starting at or before `time_s`: the previous read's
+        decoder when `time_s` is at most `_RESUME_MAX_S` past where it stopped (clips of
+        consecutive keyframes then decode each frame once), else a fresh seek."""
+        if self._resume is not None:
+            iterator, recent = self._resume
+            first_time, last_time = self._frame_time(recent[0]), self._frame_time(recent[-1])
+            if first_time <= time_s + _TIE_EPS_S and time_s <= last_time + _RESUME_MAX_S:
+                self._resume = None
+                return itertools.chain(recent, iterator)
+        return self._decode_from(time_s)
+
     def read_at_times(self, times_s: Sequence[float]) -> np.ndarray:
         """The frames nearest `times_s` (seconds from the start of the video, any order, repeats
         allowed): uint8 RGB [N, H, W, 3]."""
@@ -164,7 +186,8 @@ class VideoReader:
         prev: av.VideoFrame | None = None
         prev_rgb: np.ndarray | None = None
         last_time = -math.inf
-        for frame in self._decode_from(float(times[order[0]])):
+        frames = self._frames_for(float(times[order[0]]))
+        for frame in frames:
             t_frame = self._frame_time(frame)
             if t_frame < last_time:
                 continue  # some demuxers repeat a frame after a seek; pts only move forward
@@ -182,6 +205,7 @@ class VideoReader:
                     out[order[pending]] = cur_rgb
                 pending += 1
             if pending == times.size:
+                self._resume = (frames, [f for f in (prev, frame) if f is not None])
                 break
             prev, prev_rgb, last_time = frame, cur_rgb, t_frame
         if pending < times.size:
