@@ -49,9 +49,10 @@ def test_test_transform_scales_short_side_and_boxes_follow_pixels():
 
 
 def test_normalize_switches_to_bgr():
-    rgb = torch.zeros(3, 1, 1, 1)
+    rgb = np.zeros((3, 1, 1, 1), dtype=np.float32)
     rgb[0] = 1.0  # pure red
     out = normalize(rgb, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), bgr=True)
+    assert isinstance(out, torch.Tensor)
     assert out[:, 0, 0, 0].tolist() == [0.0, 0.0, 1.0]
 
 

@@ -80,42 +80,47 @@ def horizontal_flip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, 
 
 
 def color_jitter(
-    clip: torch.Tensor,
+    clip: np.ndarray,
     rng: np.random.Generator,
     brightness: float = 0.4,
     contrast: float = 0.4,
     saturation: float = 0.4,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Brightness, contrast and saturation jitter in random order on an RGB clip in [0, 1]
-    ([3, T, H, W]); one draw per clip so all frames change alike."""
-    gray_weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1, 1)
+    (float32 [3, T, H, W]); one draw per clip so all frames change alike."""
+    gray_weights = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(3, 1, 1, 1)
+    strengths = (brightness, contrast, saturation)
     for op in rng.permutation(3):
+        alpha = np.float32(1.0 + rng.uniform(-strengths[op], strengths[op]))
         if op == 0:
-            clip = clip * (1.0 + rng.uniform(-brightness, brightness))
+            clip = clip * alpha
         elif op == 1:
             gray_mean = (clip * gray_weights).sum(0).mean()
-            alpha = 1.0 + rng.uniform(-contrast, contrast)
-            clip = clip * alpha + gray_mean * (1.0 - alpha)
+            clip = clip * alpha + gray_mean * (1 - alpha)
         else:
-            gray = (clip * gray_weights).sum(0, keepdim=True)
-            alpha = 1.0 + rng.uniform(-saturation, saturation)
-            clip = clip * alpha + gray * (1.0 - alpha)
+            gray = (clip * gray_weights).sum(0, keepdims=True)
+            clip = clip * alpha + gray * (1 - alpha)
     return clip
 
 
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> float32 [3, T, H, W] in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div_(255.0)
+def to_chw_float(frames: np.ndarray) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> contiguous float32 [3, T, H, W] in [0, 1]."""
+    # NumPy rather than torch: a data-loading process must not compete with the training
+    # process for cores through torch's intra-op threads.
+    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32) * np.float32(
+        1 / 255
+    )
 
 
 def normalize(
-    clip: torch.Tensor, mean: Sequence[float], std: Sequence[float], bgr: bool
+    clip: np.ndarray, mean: Sequence[float], std: Sequence[float], bgr: bool
 ) -> torch.Tensor:
-    """(clip - mean) / std per channel on an RGB clip [3, T, H, W]; then RGB -> BGR if `bgr`."""
-    mean_t = torch.as_tensor(mean, dtype=clip.dtype).view(3, 1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=clip.dtype).view(3, 1, 1, 1)
-    clip = (clip - mean_t) / std_t
-    return clip.flip(0) if bgr else clip
+    """(clip - mean) / std per channel on an RGB clip float32 [3, T, H, W]; then RGB -> BGR if
+    `bgr`. Returns a float32 tensor [3, T, H, W]."""
+    mean_a = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1, 1)
+    std_a = np.asarray(std, dtype=np.float32).reshape(3, 1, 1, 1)
+    clip = (clip - mean_a) / std_a
+    return torch.from_numpy(np.ascontiguousarray(clip[::-1]) if bgr else clip)
 
 
 def _nonempty(boxes: np.ndarray) -> np.ndarray:
@@ -155,7 +160,7 @@ def train_transform(
         frames, boxes = horizontal_flip(frames, boxes)
     boxes = clip_boxes(boxes, crop_size, crop_size)
     kept = _nonempty(boxes)
-    clip = to_tensor(frames)
+    clip = to_chw_float(frames)
     if use_color_jitter:
         clip = color_jitter(clip, rng)
     clip = normalize(clip, mean, std, bgr)
@@ -180,4 +185,4 @@ def test_transform(
     boxes = boxes_to_pixels(boxes_norm, height, width)
     frames, boxes = scale_short_side(frames, boxes, short_side)
     boxes = clip_boxes(boxes, *frames.shape[1:3])
-    return normalize(to_tensor(frames), mean, std, bgr), torch.from_numpy(boxes)
+    return normalize(to_chw_float(frames), mean, std, bgr), torch.from_numpy(boxes)
