@@ -1,0 +1,414 @@
+"""Frame-mAP for AVA: the official ActivityNet protocol (``get_ava_performance.py``), vectorized.
+
+The protocol, step by step as the official evaluator runs it:
+
+1. Only rows whose action id is in the label map are read (60 classes for AVA's evaluation map).
+2. A frame is the pair (video_id, timestamp). Per frame, detections are capped at the 50 highest
+   scoring (score, action, box) entries: the official reader keeps a min-heap of 50 per frame and
+   lets a new row in only when its score is strictly greater than the smallest kept score.
+3. Frames listed in the excluded-timestamps file are removed from both sides.
+4. Detections with an empty box (x1 >= x2 or y1 >= y2) are dropped.
+5. Per frame and class, detections are taken by descending score; each is matched to the
+   ground-truth box of its class and frame with the highest IoU (normalized coordinates, no +1;
+   the first such box on equal IoU). It is a true positive if that IoU >= 0.5 and that box is not
+   yet taken; otherwise a false positive, with no fall-back to the next best box.
+   Detections on a frame that has no ground truth at all are false positives in the official
+   code (it evaluates them against an empty box list); `frames_without_groundtruth="ignore"` drops
+   them instead.
+6. Per class, all detections are ranked by descending score, precision and recall computed over
+   that ranking, and AP is the all-point interpolated area (VOC 2010+: precision made
+   non-increasing from the right, summed over the recall steps). mAP is the mean over classes that
+   have ground truth; a class with ground truth and no detections has AP 0.
+
+Tie rule. The official ranking is ``np.argsort(scores)[::-1]`` with numpy's default (unstable)
+sort over the class's scores concatenated frame by frame, frames in the order they first appear
+in the detections file, each frame's detections by descending score. For equal scores that
+order is whatever numpy's sort returns for that array; it is not stable and changes with the
+numpy version and the CPU's SIMD sort (on this project's machine even 10 tied values come out
+unstable). We rebuild the same array in the same order and make the same call, so tied scores
+are ranked exactly as the official evaluator ranks them under the same numpy. Inside a frame,
+equal scores of one class keep the official reader's heap order: frames where that order (or
+the cap at 50) depends on a tie are replayed row by row with the official heap rule; every other
+frame is handled with array operations.
+
+On equal IoU the official code takes the first box in its frame's order: by descending person id
+(its reader takes the 8th column as a score, in ground truth too), then its heap order among
+equal person ids or without them, where we use file order. The two can differ only when one
+detection has exactly the same IoU with two different boxes of its class in one frame that have
+no distinct person ids.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from detection.data.labelmap import LabelMap, read_labelmap
+from detection.evaluation.ava_csv import read_ava_csv, read_excluded_timestamps
+
+MAX_DETECTIONS_PER_FRAME = 50
+IOU_THRESHOLD = 0.5
+
+FramesWithoutGroundtruth = Literal["false_positive", "ignore"]
+
+
+@dataclass
+class FrameMapResult:
+    """Frame-mAP and per-class figures. Dicts are keyed by class name as in the label map and
+    ordered as the label map; `per_class` and `num_groundtruth` hold only classes with ground
+    truth, `num_detections` and `num_true_positives` every class of the label map."""
+
+    mAP: float  # noqa: N815 (the name users know)
+    per_class: dict[str, float]
+    num_groundtruth: dict[str, int] = field(default_factory=dict)
+    num_detections: dict[str, int] = field(default_factory=dict)
+    num_true_positives: dict[str, int] = field(default_factory=dict)
+    class_ids: dict[str, int] = field(default_factory=dict)
+    num_frames: int = 0
+    """Ground-truth frames evaluated (after exclusions)."""
+    num_dropped_by_cap: int = 0
+    """Detections of label-map classes dropped by the per-frame cap."""
+    num_on_frames_without_groundtruth: int = 0
+    """Detections (after the cap) on frames with no ground truth."""
+
+    def to_dict(self) -> dict[str, object]:
+        """``{"mAP": float, "per_class": {name: ap}}``, the JSON written by `to_json`."""
+        return {"mAP": self.mAP, "per_class": dict(self.per_class)}
+
+    def to_json(self, path: str | Path) -> None:
+        """Write `to_dict` as JSON, atomically (temporary file beside it, then renamed)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, indent=2)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def evaluate(
+    labelmap: LabelMap | str | Path,
+    groundtruth: pd.DataFrame | str | Path,
+    detections: pd.DataFrame | str | Path,
+    excluded: Iterable[tuple[str, int]] | str | Path | None = None,
+    *,
+    iou_threshold: float = IOU_THRESHOLD,
+    max_detections_per_frame: int | None = MAX_DETECTIONS_PER_FRAME,
+    frames_without_groundtruth: FramesWithoutGroundtruth = "false_positive",
+) -> FrameMapResult:
+    """Frame-mAP of `detections` against `groundtruth` under the official AVA protocol.
+
+    Args:
+        labelmap: the classes to evaluate (a `LabelMap` or a pbtxt path, either dialect).
+        groundtruth: a ground-truth CSV path or a frame from ``read_ava_csv(kind="groundtruth")``.
+        detections: a detections CSV path or a frame from ``read_ava_csv(kind="detections")``.
+        excluded: (video_id, timestamp) pairs or an excluded-timestamps CSV path; those frames
+            are removed from both sides.
+        iou_threshold: the IoU a match needs (0.5 in the protocol).
+        max_detections_per_frame: the per-frame cap (50 in the protocol; None for none).
+        frames_without_groundtruth: "false_positive" (official) or "ignore".
+    """
+    if not isinstance(labelmap, LabelMap):
+        labelmap = read_labelmap(labelmap)
+    if not isinstance(groundtruth, pd.DataFrame):
+        groundtruth = read_ava_csv(groundtruth, kind="groundtruth")
+    if not isinstance(detections, pd.DataFrame):
+        detections = read_ava_csv(detections, kind="detections")
+    if isinstance(excluded, str | Path):
+        excluded = read_excluded_timestamps(excluded)
+    excluded = set(excluded or ())
+    if frames_without_groundtruth not in ("false_positive", "ignore"):
+        raise ValueError(
+            f"frames_without_groundtruth must be 'false_positive' or 'ignore', "
+            f"got {frames_without_groundtruth!r}"
+        )
+
+    ids = np.asarray(labelmap.ids, dtype=np.int64)
+    class_of_id = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+    class_of_id[ids] = np.arange(len(ids))
+
+    gt = groundtruth[_in_classes(groundtruth["action_id"], ids)]
+    gt = gt[gt["x1"].notna().to_numpy()]
+    det = detections[_in_classes(detections["action_id"], ids)]
+    gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
+
+    det_score = det["score"].to_numpy(np.float64)
+    det_box = det[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
+    det_action = det["action_id"].to_numpy(np.int64)
+    det_class = class_of_id[det_action]
+    # Frames in the order the official reader first meets them: its per-class score arrays are
+    # concatenated in that order, which decides how numpy's sort breaks ties.
+    det_frame_order = pd.factorize(det_key)[0]
+    kept, within_rank = _cap_per_frame(
+        det_frame_order, det_score, det_action, det_box, max_detections_per_frame
+    )
+    num_dropped_by_cap = len(det) - len(kept)
+
+    gt_keep = ~np.isin(gt_key, excluded_keys)
+    gt_key = gt_key[gt_keep]
+    gt_class = class_of_id[gt["action_id"].to_numpy()[gt_keep]]
+    gt_box = gt[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)[gt_keep]
+    # The official reader takes an 8th column as the score, in ground truth too, where it is
+    # the person id, and sorts each frame's boxes by it, descending: that order picks the box
+    # on equal IoU. Rows without a person id get its default score, 1.
+    person = gt["person_id"].to_numpy() if "person_id" in gt else np.full(len(gt), -1)
+    gt_tie_order = -np.where(person >= 0, person, 1).astype(np.float64)[gt_keep]
+    gt_frames = np.unique(gt_key)
+
+    det_key, det_frame_order, det_score, det_box, det_class = (
+        a[kept] for a in (det_key, det_frame_order, det_score, det_box, det_class)
+    )
+    keep = ~np.isin(det_key, excluded_keys)
+    keep &= (det_box[:, 0] < det_box[:, 2]) & (det_box[:, 1] < det_box[:, 3])
+    on_gt_frame = np.isin(det_key, gt_frames)
+    num_without_gt = int((keep & ~on_gt_frame).sum())
+    if frames_without_groundtruth == "ignore":
+        keep &= on_gt_frame
+    det_key, det_frame_order, det_score, det_box, det_class, within_rank = (
+        a[keep] for a in (det_key, det_frame_order, det_score, det_box, det_class, within_rank)
+    )
+
+    num_classes = len(ids)
+    is_tp = _match(
+        det_key * num_classes + det_class, det_box, within_rank,
+        gt_key * num_classes + gt_class, gt_box, gt_tie_order, iou_threshold,
+    )
+
+    # Official concatenation order (frame of first appearance, then rank in the frame), then
+    # grouped by class without disturbing it.
+    official = np.lexsort((within_rank, det_frame_order))
+    official = official[np.argsort(det_class[official], kind="stable")]
+    class_starts = np.searchsorted(det_class[official], np.arange(num_classes + 1))
+    num_gt = np.bincount(gt_class, minlength=num_classes)
+
+    names = [labelmap.names[int(i)] for i in ids]
+    per_class: dict[str, float] = {}
+    num_tp: dict[str, int] = {}
+    num_det: dict[str, int] = {}
+    for c, name in enumerate(names):
+        rows = official[class_starts[c]:class_starts[c + 1]]
+        num_det[name] = len(rows)
+        num_tp[name] = int(is_tp[rows].sum())
+        if num_gt[c]:
+            per_class[name] = average_precision(det_score[rows], is_tp[rows], int(num_gt[c]))
+    mean_ap = float(np.mean(list(per_class.values()))) if per_class else math.nan
+    return FrameMapResult(
+        mAP=mean_ap,
+        per_class=per_class,
+        num_groundtruth={n: int(num_gt[c]) for c, n in enumerate(names) if num_gt[c]},
+        num_detections=num_det,
+        num_true_positives=num_tp,
+        class_ids={n: int(i) for n, i in zip(names, ids, strict=True)},
+        num_frames=len(gt_frames),
+        num_dropped_by_cap=num_dropped_by_cap,
+        num_on_frames_without_groundtruth=num_without_gt,
+    )
+
+
+def average_precision(scores: np.ndarray, is_tp: np.ndarray, num_groundtruth: int) -> float:
+    """All-point interpolated AP (VOC 2010+) of one class.
+
+    Args:
+        scores: [N] detection scores in the official concatenation order (it decides ties).
+        is_tp: [N] bool, whether each detection is a true positive.
+        num_groundtruth: ground-truth boxes of the class (> 0).
+    """
+    ranking = np.argsort(scores)[::-1]  # the official call, unstable default sort included
+    cum_tp = np.cumsum(is_tp[ranking].astype(np.int64))
+    precision = cum_tp / np.arange(1, len(cum_tp) + 1, dtype=np.float64)
+    recall = cum_tp / float(num_groundtruth)
+    recall = np.concatenate([[0.0], recall, [1.0]])
+    precision = np.concatenate([[0.0], precision, [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
+    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
+
+
+def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """IoU of paired boxes, [N, 4] (x1, y1, x2, y2) each -> [N], with the official evaluator's
+    arithmetic in its order (height before width, no +1), so that IoU exactly 0.5 compares the
+    same way."""
+    heights = np.maximum(0.0, np.minimum(boxes1[:, 3], boxes2[:, 3])
+                         - np.maximum(boxes1[:, 1], boxes2[:, 1]))
+    widths = np.maximum(0.0, np.minimum(boxes1[:, 2], boxes2[:, 2])
+                        - np.maximum(boxes1[:, 0], boxes2[:, 0]))
+    intersection = heights * widths
+    area1 = (boxes1[:, 3] - boxes1[:, 1]) * (boxes1[:, 2] - boxes1[:, 0])
+    area2 = (boxes2[:, 3] - boxes2[:, 1]) * (boxes2[:, 2] - boxes2[:, 0])
+    return intersection / (area1 + area2 - intersection)
+
+
+def _in_classes(action_ids: pd.Series, ids: np.ndarray) -> np.ndarray:
+    return np.isin(action_ids.to_numpy(), ids)
+
+
+def _frame_keys(
+    gt: pd.DataFrame, det: pd.DataFrame, excluded: set[tuple[str, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One int64 key per (video_id, timestamp), shared by ground truth, detections and the
+    excluded frames."""
+    excluded_videos = [v for v, _ in excluded]
+    videos = pd.factorize(pd.concat([
+        gt["video_id"].astype(object), det["video_id"].astype(object),
+        pd.Series(excluded_videos, dtype=object),
+    ], ignore_index=True))[0].astype(np.int64)
+    timestamps = np.concatenate([
+        gt["timestamp"].to_numpy(np.int64), det["timestamp"].to_numpy(np.int64),
+        np.array([t for _, t in excluded], dtype=np.int64),
+    ])
+    keys = videos * (int(timestamps.max(initial=0)) + 1) + timestamps
+    return keys[:len(gt)], keys[len(gt):len(gt) + len(det)], keys[len(gt) + len(det):]
+
+
+def _cap_per_frame(
+    frame: np.ndarray,
+    score: np.ndarray,
+    action: np.ndarray,
+    box: np.ndarray,
+    cap: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the official per-frame cap and order each frame as the official reader does.
+
+    Args:
+        frame: [N] frame index of each detection, rows in file order.
+        score, action: [N] score and action id; box: [N, 4] (x1, y1, x2, y2).
+        cap: detections kept per frame, or None.
+
+    Returns:
+        kept: [K] indices of the rows kept, ascending.
+        within_rank: [K] each kept row's position in its frame's official order.
+    """
+    n = len(frame)
+    by_score = np.lexsort((-score, frame))  # stable: equal scores stay in file order
+    sorted_frame = frame[by_score]
+    starts = np.flatnonzero(_run_starts(sorted_frame))
+    counts = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - np.repeat(starts, counts)
+    limit = n if cap is None else cap
+
+    # The kept set is the top `limit` by score unless the scores at positions limit-1 and limit
+    # tie; then which of the tied rows stay depends on the heap, so the frame is replayed.
+    sorted_score = score[by_score]
+    over = np.flatnonzero(counts > limit)
+    boundary_tie = sorted_score[starts[over] + limit - 1] == sorted_score[starts[over] + limit]
+    replay = np.zeros(len(starts), dtype=bool)
+    replay[over[boundary_tie]] = True
+
+    # Equal scores of one class in one frame keep the heap's order, which decides which of them
+    # takes a ground-truth box and feeds the official sort: replay those frames too.
+    kept_sorted = by_score[rank < limit]
+    by_class_score = kept_sorted[np.lexsort((score[kept_sorted], action[kept_sorted],
+                                             frame[kept_sorted]))]
+    f, c, s = frame[by_class_score], action[by_class_score], score[by_class_score]
+    same = (f[1:] == f[:-1]) & (c[1:] == c[:-1]) & (s[1:] == s[:-1])
+    tied_frames = np.unique(f[1:][same])
+    replay |= np.isin(sorted_frame[starts], tied_frames)
+
+    rank_of_row = np.full(n, -1, dtype=np.int64)
+    plain_rows = ~np.repeat(replay, counts) & (rank < limit)
+    rank_of_row[by_score[plain_rows]] = rank[plain_rows]
+    for s_start, s_count in zip(starts[replay], counts[replay], strict=True):
+        rows = np.sort(by_score[s_start:s_start + s_count])  # file order
+        ordered = _official_heap_order(rows, score, action, box, limit)
+        rank_of_row[ordered] = np.arange(len(ordered))
+    kept = np.flatnonzero(rank_of_row >= 0)
+    return kept, rank_of_row[kept]
+
+
+def _official_heap_order(
+    rows: np.ndarray, score: np.ndarray, action: np.ndarray, box: np.ndarray, cap: int
+) -> list[int]:
+    """Replay the official reader on one frame: a min-heap of (score, action, y1, x1, y2, x2)
+    entries, a row entering a full heap only if its score beats the smallest, then a stable sort
+    by descending score over the heap's list order. Returns the kept rows in that order.
+
+    The entries must be exactly the official tuples: anything extra (say a row index) would
+    change which of two equal children the heap moves and so the order. Equal entries are the
+    same detection twice, so mapping them back to any of their rows gives the same result.
+    """
+    heap: list[tuple[float, int, float, float, float, float]] = []
+    rows_of: dict[tuple[float, int, float, float, float, float], list[int]] = {}
+    for row in rows.tolist():
+        x1, y1, x2, y2 = box[row].tolist()
+        entry = (float(score[row]), int(action[row]), y1, x1, y2, x2)
+        rows_of.setdefault(entry, []).append(row)
+        if len(heap) < cap:
+            heapq.heappush(heap, entry)
+        elif entry[0] > heap[0][0]:
+            heapq.heapreplace(heap, entry)
+    return [rows_of[entry].pop() for entry in sorted(heap, key=lambda e: -e[0])]
+
+
+def _match(
+    det_group: np.ndarray,
+    det_box: np.ndarray,
+    det_rank: np.ndarray,
+    gt_group: np.ndarray,
+    gt_box: np.ndarray,
+    gt_tie_order: np.ndarray,
+    iou_threshold: float,
+) -> np.ndarray:
+    """Greedy official matching, all frames and classes at once.
+
+    Args:
+        det_group, gt_group: [D], [G] one int per (frame, class).
+        det_box, gt_box: [D, 4], [G, 4] boxes (x1, y1, x2, y2).
+        det_rank: [D] the detection's position in its frame's official order.
+        gt_tie_order: [G] on equal IoU the box with the lowest value wins (then file order).
+
+    Returns:
+        [D] bool, true positives.
+
+    Each detection takes the highest-IoU box of its group. A box can be claimed only by
+    detections that pick it as their best with IoU >= threshold, and the earliest of them in the
+    frame's order wins, because a later one would find it taken and has no fall-back: so the
+    sequential loop reduces to "first claimant per box".
+    """
+    num_det = len(det_group)
+    gt_order = np.lexsort((gt_tie_order, gt_group))  # stable: then file order
+    sorted_groups = gt_group[gt_order]
+    first = np.searchsorted(sorted_groups, det_group, side="left")
+    count = np.searchsorted(sorted_groups, det_group, side="right") - first
+    total = int(count.sum())
+    pair_det = np.repeat(np.arange(num_det), count)
+    pair_start = np.cumsum(count) - count
+    pair_gt = gt_order[np.repeat(first, count) + np.arange(total) - np.repeat(pair_start, count)]
+    iou = box_iou(det_box[pair_det], gt_box[pair_gt])
+
+    best_iou = np.full(num_det, -np.inf)
+    has_gt = count > 0
+    if total:
+        best_iou[has_gt] = np.maximum.reduceat(iou, pair_start[has_gt])
+    at_best = np.flatnonzero(iou == best_iou[pair_det])
+    first_best = at_best[_run_starts(pair_det[at_best])]
+    best_gt = np.full(num_det, -1, dtype=np.int64)
+    best_gt[pair_det[first_best]] = pair_gt[first_best]
+
+    claimants = np.flatnonzero(best_iou >= iou_threshold)
+    claimants = claimants[np.lexsort((det_rank[claimants], best_gt[claimants]))]
+    claimed = best_gt[claimants]
+    winners = claimants[_run_starts(claimed)]
+    is_tp = np.zeros(num_det, dtype=bool)
+    is_tp[winners] = True
+    return is_tp
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """[N] -> [N] bool: True where a run of equal values begins."""
+    starts = np.ones(len(values), dtype=bool)
+    starts[1:] = values[1:] != values[:-1]
+    return starts

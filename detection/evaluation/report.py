@@ -1,0 +1,154 @@
+"""Reports on frame-mAP results: per-class tables (markdown, CSV), mAP per label group, a bar
+chart, and two results side by side.
+
+Results come as a `FrameMapResult` or as the JSON it writes (``{"mAP", "per_class"}``), so
+that results saved earlier can be compared without the files they came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from detection.data.labelmap import LabelMap
+from detection.evaluation.frame_map import FrameMapResult
+
+NO_GROUP = "(no group)"
+
+
+@dataclass(frozen=True)
+class SavedResult:
+    """mAP and per-class AP, as saved by `FrameMapResult.to_json`."""
+
+    mAP: float  # noqa: N815 (the name users know)
+    per_class: dict[str, float]
+
+
+def load_result(path: str | Path) -> SavedResult:
+    """Read a result JSON written by `FrameMapResult.to_json` (or ``eval_ava.py --output-json``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return SavedResult(mAP=float(data["mAP"]),
+                           per_class={str(k): float(v) for k, v in data["per_class"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{path}: expected a JSON object with 'mAP' and 'per_class' {{name: AP}} ({e})"
+        ) from e
+
+
+def per_class_table(
+    result: FrameMapResult | SavedResult, groups: LabelMap | None = None
+) -> pd.DataFrame:
+    """One row per class with ground truth, sorted by AP (highest first): ``class``, ``ap``,
+    then ``group`` when a label map with groups is given (matched by class name), and for a
+    `FrameMapResult` ``action_id``, ``groundtruth``, ``detections``, ``true_positives``."""
+    rows = []
+    for name, ap in result.per_class.items():
+        row: dict[str, object] = {"class": name, "ap": ap}
+        if groups is not None:
+            row["group"] = _group_of(groups).get(name, NO_GROUP)
+        if isinstance(result, FrameMapResult):
+            row["action_id"] = result.class_ids[name]
+            row["groundtruth"] = result.num_groundtruth[name]
+            row["detections"] = result.num_detections[name]
+            row["true_positives"] = result.num_true_positives[name]
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=_columns(result, groups))
+    return table.sort_values("ap", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def group_map(result: FrameMapResult | SavedResult, groups: LabelMap) -> dict[str, float]:
+    """mAP over the classes (with ground truth) of each label group, e.g. PERSON_MOVEMENT,
+    OBJECT_MANIPULATION, PERSON_INTERACTION for the AVA v2.2 label map; in first-seen order."""
+    group_of = _group_of(groups)
+    members: dict[str, list[float]] = {}
+    for name, ap in result.per_class.items():
+        members.setdefault(group_of.get(name, NO_GROUP), []).append(ap)
+    return {group: sum(aps) / len(aps) for group, aps in members.items()}
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A markdown table; AP columns with 4 decimals."""
+    header = "| " + " | ".join(table.columns) + " |"
+    align = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---"
+                           for c in table.columns) + "|"
+    lines = [header, align]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def write_table_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """Write the table as CSV with a header row."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False, float_format="%.6f")
+
+
+def plot_per_class(
+    result: FrameMapResult | SavedResult, path: str | Path, *, title: str | None = None
+) -> None:
+    """Horizontal bar chart of per-class AP, highest at the top, written as PNG."""
+    table = per_class_table(result)
+    # A Figure on the Agg canvas directly, not pyplot: no global backend switch, no window.
+    fig = Figure(figsize=(8.0, max(3.0, 0.22 * len(table) + 1.0)))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.barh(table["class"][::-1], table["ap"][::-1], color="#4c72b0")
+    ax.axvline(result.mAP, color="#c44e52", linestyle="--", label=f"mAP {result.mAP:.4f}")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("AP@0.5 IoU")
+    ax.set_title(title or "Frame AP per class")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def compare(
+    first: FrameMapResult | SavedResult,
+    second: FrameMapResult | SavedResult,
+    names: tuple[str, str] = ("A", "B"),
+) -> pd.DataFrame:
+    """Per-class AP of two results side by side with their difference (second - first),
+    sorted by difference, largest gain first, then an ``mAP`` row. A class present in only
+    one result has NaN on the other side."""
+    classes = list(dict.fromkeys([*first.per_class, *second.per_class]))
+    a, b = names
+    table = pd.DataFrame({
+        "class": classes,
+        a: [first.per_class.get(c, math.nan) for c in classes],
+        b: [second.per_class.get(c, math.nan) for c in classes],
+    })
+    table[f"{b} - {a}"] = table[b] - table[a]
+    table = table.sort_values(f"{b} - {a}", ascending=False, kind="stable", na_position="last")
+    overall = pd.DataFrame({"class": ["mAP"], a: [first.mAP], b: [second.mAP],
+                            f"{b} - {a}": [second.mAP - first.mAP]})
+    return pd.concat([table, overall], ignore_index=True)
+
+
+def _group_of(groups: LabelMap) -> Mapping[str, str]:
+    return {name: groups.groups.get(action_id, NO_GROUP) for action_id, name in groups.names.items()}
+
+
+def _columns(result: FrameMapResult | SavedResult, groups: LabelMap | None) -> list[str]:
+    columns = ["class", "ap"]
+    if groups is not None:
+        columns.append("group")
+    if isinstance(result, FrameMapResult):
+        columns += ["action_id", "groundtruth", "detections", "true_positives"]
+    return columns
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return str(value).replace("|", "\\|")

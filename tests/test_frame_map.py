@@ -1,0 +1,281 @@
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detection.data.labelmap import LabelMap
+from detection.evaluation.ava_csv import read_ava_csv
+from detection.evaluation.frame_map import average_precision, box_iou, evaluate
+
+# A small label map: "sit" and "stand" evaluated; action 2 ("crawl") is not in it.
+LABELMAP = LabelMap(names={11: "sit", 12: "stand"})
+FULL = (0.0, 0.0, 1.0, 1.0)
+LEFT = (0.0, 0.0, 0.5, 1.0)  # IoU with FULL is exactly 0.5: intersection 0.5, union 1
+RIGHT = (0.5, 0.0, 1.0, 1.0)
+
+
+def gt_csv(tmp_path, rows, name="gt.csv"):
+    """rows: (video, timestamp, box, action[, person])."""
+    path = tmp_path / name
+    path.write_text("".join(
+        f"{v},{t:04d},{b[0]},{b[1]},{b[2]},{b[3]},{a}" + (f",{r[0]}" if r else "") + "\n"
+        for v, t, b, a, *r in rows
+    ))
+    return path
+
+
+def det_csv(tmp_path, rows, name="det.csv"):
+    """rows: (video, timestamp, box, action, score)."""
+    path = tmp_path / name
+    path.write_text("".join(
+        f"{v},{t:04d},{b[0]},{b[1]},{b[2]},{b[3]},{a},{s}\n" for v, t, b, a, s in rows
+    ))
+    return path
+
+
+def run(tmp_path, gt_rows, det_rows, **kwargs):
+    return evaluate(LABELMAP, gt_csv(tmp_path, gt_rows), det_csv(tmp_path, det_rows), **kwargs)
+
+
+def load_reference():
+    """The per-frame loop reference that follows the official code (benchmarks/eval_speed.py)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks/eval_speed.py"
+    spec = importlib.util.spec_from_file_location("eval_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_iou_exactly_half_is_a_match_and_just_below_is_not(tmp_path):
+    assert box_iou(np.array([LEFT]), np.array([FULL]))[0] == 0.5
+    gt = [("v", 902, FULL, 12)]
+    assert run(tmp_path, gt, [("v", 902, LEFT, 12, 0.9)]).per_class == {"stand": 1.0}
+    below = (0.0, 0.0, 0.49, 1.0)  # IoU 0.49
+    assert run(tmp_path, gt, [("v", 902, below, 12, 0.9)]).per_class == {"stand": 0.0}
+
+
+def test_hand_computed_ap_true_false_true(tmp_path):
+    # Two boxes of "stand"; ranked detections: TP (0.9), FP (0.8, wrong place), TP (0.7).
+    # precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1; made non-increasing from the right:
+    # 1, 2/3, 2/3. AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    gt = [("v", 902, LEFT, 12, 0), ("v", 902, RIGHT, 12, 1)]
+    det = [("v", 902, LEFT, 12, 0.9), ("v", 902, (0.2, 0.0, 0.3, 0.1), 12, 0.8),
+           ("v", 902, RIGHT, 12, 0.7)]
+    result = run(tmp_path, gt, det)
+    assert result.per_class["stand"] == pytest.approx(5 / 6, abs=1e-12)
+    assert result.num_true_positives["stand"] == 2 and result.num_groundtruth["stand"] == 2
+
+
+def test_duplicate_detection_is_a_false_positive_without_fall_back(tmp_path):
+    # Both detections' best box is FULL (IoU 1 and 0.95); the second finds it taken and is a
+    # false positive, although it overlaps the other box by 0.63 (no fall-back to the next box).
+    other = (0.0, 0.0, 0.6, 1.0)
+    gt = [("v", 902, FULL, 12, 0), ("v", 902, other, 12, 1)]
+    second = (0.0, 0.0, 0.95, 1.0)  # IoU 0.95 with FULL, 0.6 / 0.95 with `other`
+    det = [("v", 902, FULL, 12, 0.9), ("v", 902, second, 12, 0.8)]
+    result = run(tmp_path, gt, det)
+    # ranking TP, FP; 2 boxes: precision 1 at recall 1/2, then 1/2 at 1/2. AP = 1/2.
+    assert result.per_class["stand"] == 0.5
+    assert result.num_true_positives["stand"] == 1
+
+
+def test_higher_score_takes_the_box_even_with_lower_iou(tmp_path):
+    gt = [("v", 902, FULL, 12)]
+    det = [("v", 902, (0.0, 0.0, 0.6, 1.0), 12, 0.9), ("v", 902, FULL, 12, 0.5)]
+    # The 0.9 detection (IoU 0.6) is the TP, the exact box at 0.5 a FP: AP = 1 * 1 = 1.
+    result = run(tmp_path, gt, det)
+    assert result.per_class["stand"] == 1.0 and result.num_true_positives["stand"] == 1
+
+
+def test_empty_detections_give_zero_ap_for_classes_with_groundtruth(tmp_path):
+    result = run(tmp_path, [("v", 902, FULL, 12), ("v", 903, FULL, 11)], [])
+    assert result.per_class == {"sit": 0.0, "stand": 0.0}
+    assert result.mAP == 0.0
+
+
+def test_classes_without_groundtruth_are_left_out_and_other_classes_dropped(tmp_path):
+    gt = [("v", 902, FULL, 12), ("v", 902, FULL, 2)]  # action 2 is not in the label map
+    det = [("v", 902, FULL, 12, 0.9), ("v", 902, FULL, 11, 0.9), ("v", 902, FULL, 2, 0.9)]
+    result = run(tmp_path, gt, det)
+    assert result.per_class == {"stand": 1.0}
+    assert result.mAP == 1.0
+    assert result.num_detections == {"sit": 1, "stand": 1}
+    path = tmp_path / "out" / "result.json"
+    result.to_json(path)
+    assert json.loads(path.read_text()) == {"mAP": 1.0, "per_class": {"stand": 1.0}}
+
+
+def test_no_groundtruth_at_all_gives_nan(tmp_path):
+    assert math.isnan(run(tmp_path, [], [("v", 902, FULL, 12, 0.9)]).mAP)
+
+
+def test_cap_keeps_the_50_best_per_frame(tmp_path):
+    # 50 "sit" detections at 0.9 fill the frame; the only correct "stand" detection at 0.1 is
+    # the 51st and is dropped, so "stand" gets AP 0. Without the cap it gets 1.
+    gt = [("v", 902, FULL, 12), ("v", 902, FULL, 11)]
+    det = [("v", 902, (0.0, 0.0, 0.01 * (i + 1), 1.0), 11, 0.9) for i in range(50)]
+    det.append(("v", 902, FULL, 12, 0.1))
+    capped = run(tmp_path, gt, det)
+    assert capped.per_class["stand"] == 0.0 and capped.num_dropped_by_cap == 1
+    uncapped = run(tmp_path, gt, det, max_detections_per_frame=None)
+    assert uncapped.per_class["stand"] == 1.0 and uncapped.num_dropped_by_cap == 0
+
+
+def test_cap_boundary_tie_follows_the_official_heap(tmp_path):
+    # 49 "sit" rows at 0.9, then two rows tied at 0.5 for the last place: "stand" (correct)
+    # first in the file, "sit" second. The heap lets a row into a full heap only with a score
+    # strictly greater than its smallest, so the first of the tied rows stays.
+    gt = [("v", 902, FULL, 12)]
+    det = [("v", 902, (0.0, 0.0, 0.01 * (i + 1), 1.0), 11, 0.9) for i in range(49)]
+    det += [("v", 902, FULL, 12, 0.5), ("v", 902, FULL, 11, 0.5)]
+    assert run(tmp_path, gt, det).per_class["stand"] == 1.0
+    det[-2], det[-1] = det[-1], det[-2]  # the "sit" row now comes first and keeps the place
+    assert run(tmp_path, gt, det).per_class["stand"] == 0.0
+
+
+def test_score_ties_across_frames_follow_numpys_default_argsort(tmp_path):
+    # One "stand" box in frame 903; the frame-902 detection is a FP, the frame-903 one a TP,
+    # both scored 0.5. The official ranking is np.argsort([0.5, 0.5])[::-1] over the scores
+    # concatenated in the order frames first appear: TP first gives AP 1, FP first AP 1/2.
+    gt = [("v", 903, FULL, 12), ("v", 902, FULL, 11)]
+    det = [("v", 902, FULL, 12, 0.5), ("v", 903, FULL, 12, 0.5)]
+    first = np.argsort(np.array([0.5, 0.5]))[::-1][0]  # index of the detection ranked first
+    expected = 1.0 if first == 1 else 0.5
+    assert run(tmp_path, gt, det).per_class["stand"] == expected
+    swapped = 1.0 if first == 0 else 0.5  # frame 903 now appears first in the file
+    assert run(tmp_path, gt, det[::-1]).per_class["stand"] == swapped
+
+
+def test_excluded_frames_are_removed_from_both_sides(tmp_path):
+    gt = [("v", 902, FULL, 12), ("v", 903, FULL, 12)]
+    det = [("v", 902, FULL, 12, 0.9)]
+    assert run(tmp_path, gt, det).per_class["stand"] == 0.5  # 1 of 2 boxes found
+    excluded = tmp_path / "excluded.csv"
+    excluded.write_text("v,0903\n")
+    result = run(tmp_path, gt, det, excluded=excluded)
+    assert result.per_class["stand"] == 1.0 and result.num_frames == 1
+    # Excluding the detected frame removes its detection and its box.
+    assert run(tmp_path, gt, det, excluded={("v", 902)}).per_class["stand"] == 0.0
+
+
+def test_detections_on_frames_without_groundtruth(tmp_path):
+    gt = [("v", 902, FULL, 12)]
+    det = [("v", 950, FULL, 12, 0.9), ("v", 902, FULL, 12, 0.8)]
+    # Official: the 0.9 detection on frame 950 is a false positive. Ranked FP, TP: AP = 1/2.
+    official = run(tmp_path, gt, det)
+    assert official.per_class["stand"] == 0.5
+    assert official.num_on_frames_without_groundtruth == 1
+    assert run(tmp_path, gt, det, frames_without_groundtruth="ignore").per_class["stand"] == 1.0
+
+
+def test_empty_detection_boxes_are_dropped_not_counted(tmp_path):
+    gt = [("v", 902, FULL, 12)]
+    det = [("v", 902, (0.3, 0.0, 0.3, 1.0), 12, 0.9), ("v", 902, FULL, 12, 0.8)]
+    result = run(tmp_path, gt, det)
+    assert result.per_class["stand"] == 1.0 and result.num_detections["stand"] == 1
+
+
+def test_equal_iou_takes_the_box_with_the_highest_person_id(tmp_path):
+    # The full-frame detection overlaps both halves by exactly 0.5; the official reader orders
+    # a frame's boxes by descending 8th column (the person id), so it claims person 7's box.
+    # The second detection is exactly that box, finds it taken, and is a false positive.
+    gt = [("v", 902, LEFT, 12, 3), ("v", 902, RIGHT, 12, 7)]
+    det = [("v", 902, FULL, 12, 0.9), ("v", 902, RIGHT, 12, 0.8)]
+    result = run(tmp_path, gt, det)
+    assert result.num_true_positives["stand"] == 1
+    gt_swapped = [("v", 902, LEFT, 12, 7), ("v", 902, RIGHT, 12, 3)]
+    assert run(tmp_path, gt_swapped, det).num_true_positives["stand"] == 2
+
+
+def test_accepts_read_frames_and_label_map(tmp_path):
+    gt = gt_csv(tmp_path, [("v", 902, FULL, 12)])
+    det = det_csv(tmp_path, [("v", 902, FULL, 12, 0.9)])
+    result = evaluate(LABELMAP, read_ava_csv(gt, kind="groundtruth"),
+                      read_ava_csv(det, kind="detections"), excluded=set())
+    assert result.per_class == {"stand": 1.0}
+    assert result.class_ids == {"sit": 11, "stand": 12}
+
+
+def test_average_precision_matches_the_step_definition():
+    # Ranked TP, FP, FP, TP with 4 boxes: precision 1, .5, 1/3, .5 at recall .25, .25, .25, .5;
+    # envelope 1, .5, .5, .5; AP = .25 * 1 + .25 * .5 = .375.
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    assert average_precision(scores, np.array([True, False, False, True]), 4) == 0.375
+
+
+@pytest.mark.parametrize(("decimals", "seed"), [(6, 0), (1, 1), (2, 2)])
+def test_matches_the_official_loop_reference_on_generated_data(tmp_path, decimals, seed):
+    """Generated AVA-like files (long-tailed classes, jittered boxes, false boxes, excluded
+    frames); with 1 or 2 score decimals most scores tie and frames hit the cap on tied scores,
+    and some rows are duplicated or share class and score with another box of the frame."""
+    reference = load_reference()
+    gt, det, excluded = reference.generate_ava_like(
+        tmp_path, num_videos=3, frames_per_video=40, persons_per_frame=2.0,
+        classes_per_box=30, seed=seed,
+    )
+    rng = np.random.default_rng(seed)
+    rows = []
+    for line in det.read_text().splitlines():
+        fields = line.split(",")
+        fields[7] = f"{float(fields[7]):.{decimals}f}"
+        rows.append(",".join(fields))
+        if rng.random() < 0.05:
+            rows.append(rows[-1])
+        if rng.random() < 0.05:  # same class and score, another box
+            fields[2] = f"{float(fields[2]) * 0.9:.3f}"
+            rows.append(",".join(fields))
+    rng.shuffle(rows)
+    det.write_text("\n".join(rows) + "\n")
+
+    labelmap = reference.EVAL_LABELMAP
+    for ignore in (False, True):
+        ours = evaluate(labelmap, gt, det, excluded, frames_without_groundtruth=(
+            "ignore" if ignore else "false_positive"))
+        ref_map, ref_per_class = reference.reference_evaluate(
+            labelmap, gt, det, excluded, ignore_frames_without_groundtruth=ignore
+        )
+        ours_by_id = {ours.class_ids[name]: ap for name, ap in ours.per_class.items()}
+        assert ours_by_id.keys() == ref_per_class.keys()
+        for action_id, ap in ref_per_class.items():
+            assert ours_by_id[action_id] == pytest.approx(ap, abs=1e-12), action_id
+        assert ours.mAP == pytest.approx(ref_map, abs=1e-12)
+        assert ours.num_dropped_by_cap > 0
+
+
+def test_eval_ava_cli_prints_table_and_writes_json_and_plot(tmp_path, project_root):
+    labelmap = tmp_path / "labelmap.pbtxt"
+    labelmap.write_text('item {\n  name: "sit"\n  id: 11\n}\nitem {\n  name: "stand"\n  id: 12\n}\n')
+    gt = gt_csv(tmp_path, [("v", 902, FULL, 12, 0), ("v", 902, LEFT, 11, 0), ("v", 903, FULL, 11, 1)])
+    det = det_csv(tmp_path, [("v", 902, FULL, 12, 0.9), ("v", 902, LEFT, 11, 0.8)])
+    excluded = tmp_path / "excluded.csv"
+    excluded.write_text("v,0903\n")
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [sys.executable, str(project_root / "tools/eval_ava.py"), "-l", str(labelmap),
+         "-g", str(gt), "-d", str(det), "-e", str(excluded), "--output-json",
+         str(out / "result.json"), "--plot", str(out / "ap.png"), "--table-csv",
+         str(out / "table.csv")],
+        capture_output=True, text=True, check=True, cwd=project_root,
+    )
+    # Frame 903 is excluded, so both classes are found perfectly.
+    assert "mAP@0.5IOU: 1.000000 over 2 classes" in completed.stdout
+    assert "| stand | 1.0000 | PERSON_MOVEMENT | 12 | 1 | 1 | 1 |" in completed.stdout
+    assert "PERSON_MOVEMENT: 1.000000" in completed.stdout
+    assert json.loads((out / "result.json").read_text()) == {
+        "mAP": 1.0, "per_class": {"sit": 1.0, "stand": 1.0}
+    }
+    assert (out / "ap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "table.csv").read_text().splitlines()[0].startswith("class,ap,group")
+
+
+def test_eval_ava_cli_help_says_what_it_reads_and_writes(project_root):
+    completed = subprocess.run(
+        [sys.executable, str(project_root / "tools/eval_ava.py"), "--help"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "Reads:" in completed.stdout and "Writes:" in completed.stdout
