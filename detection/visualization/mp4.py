@@ -1,0 +1,95 @@
+"""Streaming MP4 writer (PyAV): each frame is encoded and muxed as it comes, nothing is
+buffered beyond the encoder's own look-ahead."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+# H.264 when PyAV's bundled FFmpeg has libx264 (the PyPI wheels do); MPEG-4 Part 2 otherwise.
+_CODECS = ("libx264", "mpeg4")
+
+
+def _pick_codec() -> str:
+    for codec in _CODECS:
+        if codec in av.codecs_available:
+            return codec
+    raise RuntimeError(f"PyAV's FFmpeg has none of the encoders {_CODECS}")
+
+
+class Mp4Writer:
+    """Write uint8 RGB frames [H, W, 3] to an MP4 file as yuv420p video.
+
+    The first frame fixes the size; yuv420p needs even width and height, so an odd size
+    (427x241) is padded with black on the right/bottom edge to the next even one (428x242).
+    Frames get consecutive timestamps at `fps`.
+
+    Use as a context manager; `close` (idempotent) flushes the encoder.
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, crf: int = 20):
+        if not fps or fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.codec = _pick_codec()
+        self._crf = crf
+        self._container = av.open(str(self.path), mode="w")
+        self._stream: av.VideoStream | None = None
+        self._size: tuple[int, int] | None = None  # (height, width) of the input frames
+        self.frames_written = 0
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _open_stream(self, height: int, width: int) -> None:
+        stream = self._container.add_stream(self.codec, rate=self.fps)
+        stream.width = width + width % 2
+        stream.height = height + height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = 1 / self.fps
+        if self.codec == "libx264":
+            stream.options = {"crf": str(self._crf)}
+        self._stream = stream
+        self._size = (height, width)
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        """Encode one uint8 RGB frame [H, W, 3] of the same size as the first."""
+        if self._container is None:
+            raise RuntimeError(f"{self.path}: writer is closed")
+        if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
+            raise ValueError(
+                f"{self.path}: frame {self.frames_written} must be uint8 RGB [H, W, 3], "
+                f"got {frame_rgb.dtype} {list(frame_rgb.shape)}"
+            )
+        height, width = frame_rgb.shape[:2]
+        if self._stream is None:
+            self._open_stream(height, width)
+        elif (height, width) != self._size:
+            raise ValueError(
+                f"{self.path}: frame {self.frames_written} is {width}x{height}, the video is "
+                f"{self._size[1]}x{self._size[0]}"
+            )
+        if height % 2 or width % 2:
+            frame_rgb = np.pad(frame_rgb, ((0, height % 2), (0, width % 2), (0, 0)))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+        frame.pts = self.frames_written
+        self._container.mux(self._stream.encode(frame))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            if self._stream is not None:
+                self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+            self._container = None

@@ -1,0 +1,216 @@
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from detection.data.labelmap import read_labelmap
+from detection.data.video import VideoReader
+from detection.visualization import (
+    Mp4Writer,
+    class_color,
+    contact_sheet,
+    draw_banner,
+    draw_detections,
+    save_png,
+    text_color,
+)
+from detection.visualization.ava import render_ava
+
+GREY = 128
+
+
+def _grey(height: int = 241, width: int = 427) -> np.ndarray:
+    return np.full((height, width, 3), GREY, np.uint8)
+
+
+def _decode(path: Path) -> tuple[int, int, int]:
+    """(frame count, width, height) of a video, decoded with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f for f in container.decode(stream)]
+        return len(frames), frames[0].width, frames[0].height
+
+
+def test_class_colours_are_stable_and_distinct():
+    assert class_color(12) == class_color(12)
+    assert len({class_color(i) for i in range(1, 21)}) == 20
+    assert text_color((255, 255, 0)) == (0, 0, 0) and text_color((0, 0, 128)) == (255, 255, 255)
+
+
+def test_box_edges_and_label_box_have_the_class_colour():
+    img = draw_detections(_grey(), np.array([[100, 80, 200, 200]]), [[(12, "stand", 0.87)]])
+    color = np.array(class_color(12))
+    assert (img[150, 100] == color).all() and (img[150, 200] == color).all()
+    assert (img[200, 150] == color).all()
+    # The filled label box sits above the top edge.
+    label_area = img[72:79, 102:130].reshape(-1, 3)
+    assert (label_area == color).all(axis=1).mean() > 0.3
+    # The inside of the box is untouched.
+    assert (img[120:190, 110:190] == GREY).all()
+
+
+def test_ground_truth_is_dashed_with_labels_below():
+    img = draw_detections(
+        _grey(), np.array([[100, 40, 300, 140]]), [[(3, "carry", None)]], style="ground_truth"
+    )
+    color = np.array(class_color(3))
+    top_edge = (img[40, 100:301] == color).all(axis=1)
+    assert 0.3 < top_edge.mean() < 0.9  # dashes and gaps
+    below = img[143:150, 102:130].reshape(-1, 3)
+    assert (below == color).all(axis=1).mean() > 0.3
+    assert (img[20:39, 100:300] == GREY).all()  # nothing above
+
+
+def test_boxes_partly_or_fully_outside_the_frame():
+    boxes = np.array([[-50, -40, 60, 90], [400, 200, 600, 400], [500, 300, 600, 400]])
+    labels = [[(1, "bend/bow (at the waist)", 0.5)], [(2, "crawl", 0.99)], [(4, "dance", 0.9)]]
+    img = draw_detections(_grey(), boxes, labels, person_scores=[0.9, 0.8, 0.7])
+    assert (img[60, 60] == class_color(1)).all()  # right edge of the clipped first box
+    assert (img[220, 426] == class_color(2)).all()  # the clipped second box's right edge
+    assert img.shape == (241, 427, 3)
+    assert not (img == class_color(4)).all(axis=2).any()  # the third box is not in the frame
+
+
+def test_zero_boxes_and_bad_inputs():
+    frame = _grey()
+    np.testing.assert_array_equal(draw_detections(frame, np.zeros((0, 4))), frame)
+    with pytest.raises(ValueError, match="1 label lists for 2 boxes"):
+        draw_detections(frame, np.zeros((2, 4)), [[]])
+    with pytest.raises(ValueError, match="style"):
+        draw_detections(frame, np.zeros((0, 4)), style="dotted")
+
+
+def test_banner_and_contact_sheet(tmp_path):
+    frames = [_grey(), _grey(576, 768), _grey(240, 426)]
+    banner = draw_banner(frames[0], "untrained action model")
+    assert banner[:5].mean() < GREY and (banner[100:] == GREY).all()
+    sheet = contact_sheet(frames, ["a", "b", "c"], columns=2, tile_width=200)
+    assert sheet.shape[1] == 2 * 200 + 3 * 4
+    path = save_png(tmp_path / "sheet.png", sheet)
+    np.testing.assert_array_equal(cv2.imread(str(path))[..., ::-1], sheet)
+
+
+@pytest.mark.parametrize(("width", "height"), [(426, 240), (427, 241)])
+def test_mp4_streams_frames_and_pads_odd_sizes(tmp_path, width, height):
+    path = tmp_path / "out.mp4"
+    with Mp4Writer(path, fps=29.97) as writer:
+        for i in range(12):
+            writer.write(np.full((height, width, 3), 20 * i, np.uint8))
+        with pytest.raises(ValueError, match="frame 12 is 10x10"):
+            writer.write(np.zeros((10, 10, 3), np.uint8))
+    assert writer.frames_written == 12
+    assert _decode(path) == (12, width + width % 2, height + height % 2)
+
+
+# --- AVA CSVs on a real clip ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ava_clip(shared_dir: Path, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A 4-second, 427x241 cut of vtest.avi as an AVA-style video starting at AVA second 900,
+    with ground-truth and detection CSVs for keyframes 901-903 (and rows of another video)."""
+    root = tmp_path_factory.mktemp("ava_clip")
+    video = root / "clip.mp4"
+    with VideoReader(shared_dir / "media" / "vtest.avi") as reader, Mp4Writer(video, 10) as out:
+        for frame, _ in reader.iter_frames(10.0, 14.0):
+            out.write(cv2.resize(frame, (427, 241), interpolation=cv2.INTER_AREA))
+    gt = root / "gt.csv"
+    gt.write_text(
+        "clip,0901,0.1,0.2,0.3,0.9,12,1\n"
+        "clip,0901,0.1,0.2,0.3,0.9,80,1\n"
+        "clip,0902,0.5,0.3,0.7,0.95,14,2\n"
+        "other,0902,0.5,0.3,0.7,0.95,14,2\n"
+    )
+    pred = root / "pred.csv"
+    pred.write_text(
+        "clip,0901,0.12,0.2,0.31,0.9,12,0.91\n"
+        "clip,0901,0.12,0.2,0.31,0.9,80,0.45\n"
+        "clip,0901,0.12,0.2,0.31,0.9,17,0.05\n"
+        "clip,0903,0.6,0.1,1.0,0.5,14,0.8\n"
+    )
+    return video, gt, pred
+
+
+def test_render_contact_sheet(ava_clip, tmp_path, project_root):
+    video, gt, pred = ava_clip
+    labelmap = read_labelmap(project_root / "data" / "ava" / "ava_action_list_v2.2.pbtxt")
+    summary = render_ava(
+        video, tmp_path / "sheet.png", ground_truth=gt, predictions=pred, labelmap=labelmap
+    )
+    assert (summary.keyframes, summary.ground_truth_boxes, summary.predicted_boxes) == (3, 2, 2)
+    sheet = cv2.imread(str(summary.output))[..., ::-1]
+    for action_id in (12, 80, 14):
+        assert (sheet == class_color(action_id)).all(axis=2).sum() > 50, action_id
+    gt_only = render_ava(video, tmp_path / "gt.png", ground_truth=gt, labelmap=labelmap)
+    sheet = cv2.imread(str(gt_only.output))[..., ::-1]
+    for action_id in (12, 80, 14):
+        assert (sheet == class_color(action_id)).all(axis=2).sum() > 50, action_id
+
+
+def test_render_mp4_covers_the_keyframes(ava_clip, tmp_path):
+    video, gt, pred = ava_clip
+    summary = render_ava(video, tmp_path / "out.mp4", ground_truth=gt, predictions=pred)
+    # Keyframes at 1-3 s of the clip, half a second either side, at 10 fps.
+    assert summary.frames == 30
+    assert _decode(summary.output) == (30, 428, 242)
+
+
+def _load_cli(project_root: Path):
+    spec = importlib.util.spec_from_file_location(
+        "visualize", project_root / "tools" / "visualize.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_visualize_cli_reports_user_mistakes(ava_clip, tmp_path, capsys, project_root):
+    video, gt, pred = ava_clip
+    visualize_main = _load_cli(project_root)
+    out = tmp_path / "x.png"
+    visualize_main(["--video", str(video), "--gt", str(gt), "--out", str(out), "--times", "902"])
+    assert out.is_file() and "1 keyframes" in capsys.readouterr().out
+    mistakes = [
+        (["--video-id", "nope"], "no rows for video 'nope'.*clip, other"),
+        (["--video-start-sec", "0"], "lasts 4.0 s.*900"),
+        (["--out", str(tmp_path / "x.gif")], r"\.png .* or \.mp4"),
+        (["--video", str(tmp_path / "missing.mp4")], "not found"),
+    ]
+    for extra, message in mistakes:
+        argv = ["--video", str(video), "--gt", str(gt), "--out", str(out), *extra]
+        with pytest.raises(SystemExit) as exit_info:
+            visualize_main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err), err
+
+
+def test_visualize_cli_malformed_csv_is_one_line_not_a_traceback(ava_clip, tmp_path, project_root):
+    video, _, _ = ava_clip
+    bad = tmp_path / "bad.csv"
+    bad.write_text("clip,0901,0.1,0.2,0.3,0.9,12,1\nclip,0902,0.1,0.2\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(project_root / "tools" / "visualize.py"),
+            "--video",
+            str(video),
+            "--gt",
+            str(bad),
+            "--out",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=project_root,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert re.search(r"bad\.csv:2: expected", result.stderr), result.stderr
