@@ -1,0 +1,151 @@
+"""The demo on real video: the bundled cut of OpenCV's vtest.avi and generated AVA-format clips."""
+
+import json
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from detection.config import load_config
+from detection.engine.demo import (
+    DemoError,
+    keyframe_times,
+    nearest_keyframe,
+    run_demo,
+)
+from detection.evaluation.ava_csv import read_ava_csv
+from detection.evaluation.frame_map import evaluate
+
+TINY = "configs/test/SLOWFAST_TINY.yaml"
+
+
+def _decoded(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        return frames, float(stream.average_rate), stream.codec_context.name
+
+
+def test_keyframes_are_whole_seconds_of_the_span():
+    np.testing.assert_allclose(keyframe_times(0.0, 6.0, 1.0), [0, 1, 2, 3, 4, 5])
+    np.testing.assert_allclose(keyframe_times(1.2, 3.0, 1.0), [2])
+    np.testing.assert_allclose(keyframe_times(0.1, 1.1, 2.0), [0.5, 1.0])
+    with pytest.raises(DemoError, match="KEYFRAMES_PER_SEC"):
+        keyframe_times(0.0, 1.0, 0.0)
+
+
+def test_each_frame_shows_its_nearest_keyframe():
+    keyframes = np.array([0.0, 1.0, 2.0])
+    assert [nearest_keyframe(keyframes, t) for t in (0.0, 0.49, 0.5, 0.51, 1.7, 9.0)] == [
+        0, 0, 0, 1, 2, 2
+    ]
+
+
+@pytest.mark.slow
+def test_demo_on_real_clip_writes_playable_video_csv_and_json(tmp_path, project_root):
+    cfg = load_config(str(project_root / TINY), ["DEMO.DETECTOR", "hog"])
+    clip = project_root / "data/demo/vtest_walking_6s.mp4"
+    out = tmp_path / "out.mp4"
+    result = run_demo(
+        cfg, clip, out, output_csv=tmp_path / "out.csv", output_json=tmp_path / "out.json",
+        start_s=1.0, end_s=4.0, show_progress=False,
+    )
+    frames, fps, codec = _decoded(out)
+    assert codec == "h264"
+    assert fps == 10
+    assert len(frames) == result.frames_written == 30
+    assert frames[0].shape == (576, 768, 3)
+    assert result.untrained
+    assert sum(len(p.boxes) for p in result.predictions) > 0, "HOG finds the walkers of vtest"
+
+    detections = read_ava_csv(tmp_path / "out.csv", kind="detections")
+    assert set(detections["timestamp"]) <= {1, 2, 3}
+    assert len(detections) == cfg.MODEL.NUM_CLASSES * sum(len(p.boxes) for p in result.predictions)
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["untrained_action_model"] is True
+    assert [k["time_s"] for k in doc["keyframes"]] == [1.0, 2.0, 3.0]
+
+
+def test_demo_tool_reports_a_corrupt_video_in_one_line(tmp_path, project_root):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    proc = subprocess.run(
+        [sys.executable, str(project_root / "tools/demo_net.py"), "--config", str(project_root / TINY),
+         "--input", str(bad), "--output", str(tmp_path / "o.mp4"), "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "broken.mp4" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.slow
+def test_demo_on_generated_ava_clip_feeds_the_evaluator(tmp_path, project_root, synthetic_ava):
+    """With the CSV detector (AVA's predicted boxes) and AVA's 900 s offset, the demo's CSV is a
+    valid detections file for the split's ground truth: every ground-truth keyframe is scored."""
+    video_id = synthetic_ava.val_videos[0]
+    annotations = synthetic_ava.root / "annotations"
+    cfg = load_config(
+        str(project_root / TINY),
+        ["MODEL.NUM_CLASSES", "5", "DEMO.DETECTOR", "csv",
+         "DEMO.PREDICTED_BOXES_CSV", str(annotations / "ava_val_predicted_boxes.csv"),
+         "DEMO.LABEL_FILE_PATH", str(annotations / "ava_action_list_v2.2.pbtxt")],
+    )
+    result = run_demo(
+        cfg, synthetic_ava.root / "videos" / f"{video_id}.mp4", tmp_path / "o.mp4",
+        output_csv=tmp_path / "o.csv", ava_second_offset=900, show_progress=False,
+    )
+    frames, fps, _ = _decoded(tmp_path / "o.mp4")
+    assert fps == 30 and len(frames) == result.frames_written == synthetic_ava.seconds * 30
+
+    metrics = evaluate(
+        annotations / "ava_action_list_v2.2.pbtxt",
+        annotations / "ava_val_v2.2.csv",
+        tmp_path / "o.csv",
+        annotations / "ava_val_excluded_timestamps_v2.2.csv",
+    )
+    detections = read_ava_csv(tmp_path / "o.csv", kind="detections")
+    groundtruth = read_ava_csv(annotations / "ava_val_v2.2.csv", kind="groundtruth")
+    assert set(groundtruth["timestamp"]) <= set(detections["timestamp"])
+    assert 0.0 <= metrics.mAP <= 1.0
+    assert set(metrics.per_class) <= {"static", "slow drift", "bounce", "fast oscillation", "fast flicker"}
+
+
+def _write_plain_video(path, width, height, seconds, fps=10):
+    """A featureless grey clip (nothing for a person detector to find) in a lossless codec that
+    allows odd sizes."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv444p"
+        frame = np.full((height, width, 3), 128, np.uint8)
+        for _ in range(seconds * fps):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_no_person_and_odd_size_still_give_a_full_video(tmp_path, project_root):
+    video = tmp_path / "empty_427x241.mkv"
+    _write_plain_video(video, 427, 241, seconds=2)
+    cfg = load_config(str(project_root / TINY), ["DEMO.DETECTOR", "hog"])
+    result = run_demo(
+        cfg, video, tmp_path / "o.mp4", output_csv=tmp_path / "o.csv", show_progress=False
+    )
+    assert [len(p.boxes) for p in result.predictions] == [0, 0]
+    frames, fps, _ = _decoded(tmp_path / "o.mp4")
+    assert len(frames) == 20 and fps == 10
+    # H.264 in yuv420p needs even sides: the writer pads rather than failing or rescaling.
+    assert frames[0].shape[0] >= 241 and frames[0].shape[1] >= 427
+    assert read_ava_csv(tmp_path / "o.csv", kind="detections").empty
+
+
+def test_span_outside_the_video_is_a_clear_error(tmp_path, project_root):
+    video = tmp_path / "short.mkv"
+    _write_plain_video(video, 64, 48, seconds=1)
+    cfg = load_config(str(project_root / TINY))
+    with pytest.raises(DemoError, match=r"short\.mkv.*lasts 1\.00 s"):
+        run_demo(cfg, video, tmp_path / "o.mp4", start_s=5.0, show_progress=False)
