@@ -107,6 +107,7 @@ def test_loader_with_workers_is_deterministic(synthetic_ava):
     cfg = _cfg(synthetic_ava.root, workers=2)
     runs = []
     for _ in range(2):
+        torch.manual_seed(7)  # what the trainer does at the start of every epoch
         batches = list(build_loader(cfg, "train"))
         assert batches and all(len(b["orig_sizes"]) == 2 for b in batches)  # drop_last
         runs.append(batches)
@@ -114,6 +115,12 @@ def test_loader_with_workers_is_deterministic(synthetic_ava):
         assert a["metadata"] == b["metadata"]
         torch.testing.assert_close(a["boxes"], b["boxes"])
         torch.testing.assert_close(a["inputs"][1], b["inputs"][1])
+    torch.manual_seed(8)
+    other = list(build_loader(cfg, "train"))
+    assert any(
+        a["metadata"] != b["metadata"] or not torch.equal(a["boxes"], b["boxes"])
+        for a, b in zip(runs[0], other, strict=True)
+    )
     test = list(build_loader(_cfg(synthetic_ava.root, workers=0), "test"))
     seconds = [m for b in test for m in dict.fromkeys(b["metadata"])]
     assert seconds == sorted(seconds)  # the test split is not shuffled

@@ -217,8 +217,15 @@ def build_loader(
 
     ``shuffle`` defaults to True for "train"; the train loader drops its last incomplete batch.
     With `distributed`, a DistributedSampler (seeded with RNG_SEED) splits the items over ranks;
-    call ``loader.sampler.set_epoch(epoch)`` each epoch. Order and augmentation are reproducible
-    for a given RNG_SEED and DATA_LOADER.NUM_WORKERS.
+    call ``loader.sampler.set_epoch(epoch)`` each epoch.
+
+    Randomness comes from torch's global generator, drawn when an epoch's iterator starts: the
+    shuffle order, and one base seed from which every worker seeds torch, NumPy and `random`
+    (augmentation draws from torch's generator in `AvaDataset.__getitem__`). So seeding torch
+    before each epoch (the trainer seeds from RNG_SEED and the epoch) makes order and
+    augmentation reproducible for a given DATA_LOADER.NUM_WORKERS, and a resumed run replays
+    the epochs it missed exactly. No private generator is used for that reason: it would restart
+    at epoch 0's state after a resume.
     """
     dataset = AvaDataset(cfg, split)
     shuffle = split == "train" if shuffle is None else shuffle
@@ -236,5 +243,4 @@ def build_loader(
         drop_last=split == "train",
         collate_fn=collate,
         worker_init_fn=_seed_worker,
-        generator=torch.Generator().manual_seed(cfg.RNG_SEED),
     )
