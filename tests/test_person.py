@@ -235,3 +235,105 @@ def test_build_from_cfg(tmp_path):
     cfg.DEMO.DETECTOR = "yolo"
     with pytest.raises(PersonDetectorError, match="unknown DEMO.DETECTOR 'yolo'"):
         build_detector_from_cfg(cfg)
+
+
+# --- detectron2 (optional extra) ----------------------------------------------------------------
+
+
+def test_detectron2_missing_package_says_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "detectron2", None)  # what an environment without it gives
+    with pytest.raises(PersonDetectorError, match="make detectron2"):
+        build_detector("detectron2", weights=tmp_path / "w.pkl")
+
+
+@pytest.fixture(scope="module")
+def detectron2_zoo_state():
+    """A model-zoo-format state dict ({name: ndarray}) of a randomly initialized
+    faster_rcnn_R_50_FPN_3x whose box classifier says "person" (class 0) for every proposal
+    and whose box regressor keeps proposals as they are."""
+    pytest.importorskip("detectron2")
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from detection.person.detectron2_rcnn import DEFAULT_CONFIG, resolve_config
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(resolve_config(DEFAULT_CONFIG)))
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    predictor = model.roi_heads.box_predictor
+    with torch.no_grad():
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.zero_()
+        predictor.cls_score.bias[0] = 6.0  # softmax person score e^6 / (e^6 + 80) = 0.8345
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+    return {name: value.numpy() for name, value in model.state_dict().items()}
+
+
+def _write_zoo_pickle(path: Path, state: dict) -> Path:
+    import pickle
+
+    with path.open("wb") as f:
+        pickle.dump({"model": state, "__author__": "test"}, f)
+    return path
+
+
+@pytest.mark.detectron2
+def test_detectron2_missing_weights_names_the_official_file(tmp_path):
+    pytest.importorskip("detectron2")
+    with pytest.raises(PersonDetectorError, match=r"not found.*model_final_280758\.pkl"):
+        build_detector("detectron2", weights=tmp_path / "model_final_280758.pkl")
+    with pytest.raises(PersonDetectorError, match="neither a file nor a model-zoo config"):
+        build_detector("detectron2", config="COCO-Detection/nope.yaml", weights=__file__)
+
+
+@pytest.mark.detectron2
+def test_detectron2_refuses_a_pickle_that_runs_code(tmp_path):
+    pytest.importorskip("detectron2")
+    import pickle
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "model_final_evil.pkl"
+    path.write_bytes(pickle.dumps({"model": Exploit()}))
+    with pytest.raises(PersonDetectorError, match="refused to load"):
+        build_detector("detectron2", weights=path)
+
+
+@pytest.mark.slow
+@pytest.mark.detectron2
+def test_detectron2_loads_every_key_of_a_zoo_pickle_and_detects(
+    tmp_path, detectron2_zoo_state, vtest_frames
+):
+    state = detectron2_zoo_state
+    assert len(state) == 295
+    path = _write_zoo_pickle(tmp_path / "model_final.pkl", state)
+    detector = build_detector("detectron2", weights=path, score_thresh=0.5, min_size_test=320)
+    loaded = detector.model.state_dict()
+    assert loaded.keys() == state.keys()
+    for name, value in state.items():
+        np.testing.assert_array_equal(loaded[name].numpy(), value, err_msg=name)
+    odd = cv2.resize(vtest_frames[0], (427, 241), interpolation=cv2.INTER_AREA)
+    dets = detector.detect(odd)
+    _assert_valid(dets, 241, 427)
+    assert len(dets) > 0
+    np.testing.assert_allclose(dets.scores, 0.8345, atol=1e-3)
+    path.unlink()
+
+    # A checkpoint that does not fit is an error naming the keys, never a partial load.
+    broken = dict(state)
+    del broken["backbone.fpn_output2.weight"]
+    broken["roi_heads.box_predictor.cls_score.bias"] = np.zeros(91, np.float32)
+    broken["roi_heads.box_head.fc9.weight"] = np.zeros(1, np.float32)
+    path = _write_zoo_pickle(tmp_path / "broken.pkl", broken)
+    with pytest.raises(
+        PersonDetectorError,
+        match="missing \\(1\\).*fpn_output2.*unexpected \\(1\\).*fc9.*shape mismatch \\(1\\).*cls_score",
+    ):
+        build_detector("detectron2", weights=path)

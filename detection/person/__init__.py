@@ -1,6 +1,6 @@
 """Person detectors behind one interface: `PersonDetector.detect(frame_rgb) -> PersonDetections`
 (uint8 RGB [H, W, 3] in, boxes in the frame's pixels out). Backends: OpenCV HOG, torchvision
-Faster R-CNN and precomputed AVA CSV boxes."""
+Faster R-CNN, Detectron2 (optional extra) and precomputed AVA CSV boxes."""
 
 from detection.person.base import (
     PersonDetections,

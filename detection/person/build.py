@@ -6,7 +6,7 @@ from typing import Any
 
 from detection.person.base import PersonDetector, PersonDetectorError
 
-DETECTORS = ("hog", "torchvision", "csv")
+DETECTORS = ("hog", "torchvision", "detectron2", "csv")
 
 
 def build_detector(name: str, **options: Any) -> PersonDetector:
@@ -14,9 +14,10 @@ def build_detector(name: str, **options: Any) -> PersonDetector:
 
     - ``hog``: `HogPersonDetector(score_thresh=..., min_short_side=..., ...)`
     - ``torchvision``: `TorchvisionPersonDetector(weights=PATH, score_thresh=..., device=...)`
+    - ``detectron2``: `Detectron2PersonDetector(config=ZOO_NAME_OR_YAML, weights=PATH, ...)`
     - ``csv``: `CsvPersonDetector(path=CSV, score_thresh=...)`
 
-    Backends are imported here, on demand, so each one's dependencies load only when asked for.
+    Backends are imported here, on demand, so that detectron2 is needed only when asked for.
     """
     if name == "hog":
         from detection.person.hog import HogPersonDetector
@@ -26,6 +27,10 @@ def build_detector(name: str, **options: Any) -> PersonDetector:
         from detection.person.torchvision_rcnn import TorchvisionPersonDetector
 
         return TorchvisionPersonDetector(**options)
+    if name == "detectron2":
+        from detection.person.detectron2_rcnn import Detectron2PersonDetector
+
+        return Detectron2PersonDetector(**options)
     if name == "csv":
         from detection.person.csv_boxes import CsvPersonDetector
 
@@ -53,6 +58,11 @@ def build_detector_from_cfg(cfg, device: str | None = None) -> PersonDetector:
     if name == "torchvision":
         weights = _require(demo.TORCHVISION_WEIGHTS, "DEMO.TORCHVISION_WEIGHTS", name)
         return build_detector(name, weights=weights, score_thresh=thresh, device=device)
+    if name == "detectron2":
+        weights = _require(demo.DETECTRON2_WEIGHTS, "DEMO.DETECTRON2_WEIGHTS", name)
+        return build_detector(
+            name, config=demo.DETECTRON2_CFG, weights=weights, score_thresh=thresh, device=device
+        )
     if name == "csv":
         path = _require(demo.PREDICTED_BOXES_CSV, "DEMO.PREDICTED_BOXES_CSV", name)
         return build_detector(name, path=path, score_thresh=thresh)
