@@ -128,9 +128,10 @@ class VideoReader:
         return (frame.pts - self._start_pts) * self._time_base
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        # One reformatter per reader keeps its swscale context: `to_ndarray(format=...)` builds
-        # a new one per frame, which costs 4x the conversion itself on small frames.
-        image = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        # One reformatter per reader keeps its swscale context (`to_ndarray(format=...)` builds
+        # a new one per frame), and one thread avoids starting a thread pool per frame: together
+        # 10-40x cheaper on small frames, with identical pixels.
+        image = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
         if self._rot90:
             image = np.ascontiguousarray(np.rot90(image, self._rot90))
         return image
