@@ -108,6 +108,13 @@ def test_mp4_streams_frames_and_pads_odd_sizes(tmp_path, width, height):
     assert _decode(path) == (12, width + width % 2, height + height % 2)
 
 
+def test_mp4_without_frames_writes_no_file(tmp_path):
+    Mp4Writer(tmp_path / "empty.mp4", fps=25).close()
+    assert not (tmp_path / "empty.mp4").exists()
+    with pytest.raises(ValueError, match="fps must be positive"):
+        Mp4Writer(tmp_path / "x.mp4", fps=0)
+
+
 # --- AVA CSVs on a real clip ------------------------------------------------------------------
 
 

@@ -38,7 +38,11 @@ trap 'rm -rf "$tmp"' EXIT
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.10 \
     --implementation cp --dest "$tmp" "sal-detectron2==$VERSION"
 wheel=("$tmp"/sal_detectron2-"$VERSION"-*.whl)
-echo "$SHA256  ${wheel[0]}" | sha256sum --check --quiet -
+actual=$("$PY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "${wheel[0]}")
+if [ "$actual" != "$SHA256" ]; then
+    echo "error: ${wheel[0]} has sha256 $actual, expected $SHA256; not installing it" >&2
+    exit 1
+fi
 
 # pip refuses a cp310 wheel for 3.11 without these options; they only select the wheel file.
 rm -rf "$target"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from detection.person.base import PersonDetector, PersonDetectorError
 
 DETECTORS = ("hog", "torchvision", "detectron2", "csv")
@@ -47,12 +49,15 @@ def _require(value: str, key: str, backend: str) -> str:
 def build_detector_from_cfg(cfg, device: str | None = None) -> PersonDetector:
     """The detector that ``cfg.DEMO.DETECTOR`` names, configured from ``cfg.DEMO.*``.
 
-    `device` ("cpu", "cuda", ...) is used by the network backends; None means "cpu".
+    `device` ("cpu", "cuda", ...) is used by the network backends; None means ``cfg.DEVICE``
+    ("auto": CUDA when available).
     """
     demo = cfg.DEMO
     name = demo.DETECTOR
     thresh = demo.PERSON_SCORE_THRESH
-    device = device or "cpu"
+    device = device or cfg.DEVICE
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "hog":
         return build_detector("hog", score_thresh=thresh)
     if name == "torchvision":

@@ -27,7 +27,8 @@ class Mp4Writer:
     (427x241) is padded with black on the right/bottom edge to the next even one (428x242).
     Frames get consecutive timestamps at `fps`.
 
-    Use as a context manager; `close` (idempotent) flushes the encoder.
+    Use as a context manager; `close` (idempotent) flushes the encoder. A writer closed
+    before its first frame writes no file (a video needs a size).
     """
 
     def __init__(self, path: str | Path, fps: float, *, crf: int = 20):
