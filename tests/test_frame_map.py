@@ -171,6 +171,9 @@ def test_detections_on_frames_without_groundtruth(tmp_path):
     assert official.per_class["stand"] == 0.5
     assert official.num_on_frames_without_groundtruth == 1
     assert run(tmp_path, gt, det, frames_without_groundtruth="ignore").per_class["stand"] == 1.0
+    # The same on a video the ground truth does not have at all.
+    other_video = [("w", 902, FULL, 12, 0.9), ("v", 902, FULL, 12, 0.8)]
+    assert run(tmp_path, gt, other_video).per_class["stand"] == 0.5
 
 
 def test_empty_detection_boxes_are_dropped_not_counted(tmp_path):

@@ -41,6 +41,7 @@ _COLUMN_COUNTS: dict[str, tuple[int, ...]] = {
 }
 _LAST_COLUMN = {"detections": "score", "groundtruth": "person_id", "boxes": "score"}
 _NUMERIC_COLUMNS = ["timestamp", *BOX_COLUMNS, "action_id"]
+_EXTRA = "_extra"
 
 
 class AvaCsvError(ValueError):
@@ -64,28 +65,44 @@ def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
     if kind not in _COLUMN_COUNTS:
         raise ValueError(f"kind must be one of {sorted(_COLUMN_COUNTS)}, got {kind!r}")
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
     last = _LAST_COLUMN[kind]
     names = ["video_id", *_NUMERIC_COLUMNS, last]
-    if not data.strip():
-        return _empty_frame(names)
-    _check_column_counts(data, path, _COLUMN_COUNTS[kind])
+    allowed = _COLUMN_COUNTS[kind]
+    # A short row reads like one with empty trailing fields, which files with optional columns
+    # cannot tell apart, so their field counts are checked up front. In detections every field
+    # is required, so a short or long row always shows up below; their counts (a pass over
+    # every byte) are only checked then, to find the line and say what it holds.
+    data = None
+    if len(allowed) > 1:
+        data = _read_bytes(path)
+        if not data:
+            return _empty_frame(names)
+        _check_column_counts(data, path, allowed)
 
-    dtypes = {name: np.float64 for name in names[1:]}
+    dtypes = {name: np.float64 for name in [*names[1:], _EXTRA]}
     dtypes["video_id"] = str
     try:
         # Everything numeric is parsed as float64 so that empty fields become NaN; integrality
         # is checked below. Only "" counts as missing: a video id such as "NA" stays a string.
+        # The extra column catches rows with one field too many (more make pandas raise).
         frame = pd.read_csv(
-            io.BytesIO(data), header=None, names=names, dtype=dtypes,
-            keep_default_na=False, na_values=[""], skip_blank_lines=False, engine="c",
+            io.BytesIO(data) if data is not None else path, header=None,
+            names=[*names, _EXTRA], dtype=dtypes, keep_default_na=False, na_values=[""],
+            skip_blank_lines=False, engine="c",
         )
+    except pd.errors.EmptyDataError:
+        return _empty_frame(names)
+    except OSError as e:
+        raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
     except ValueError:
+        data = _read_bytes(path) if data is None else data
+        _check_column_counts(data, path, allowed)
         raise _first_non_numeric(data, path, names) from None
-    _validate(frame, path, kind)
+    problem = _first_problem(frame, kind)
+    if problem is not None:
+        _check_column_counts(_read_bytes(path) if data is None else data, path, allowed)
+        row, message = problem
+        raise AvaCsvError(f"{path}:{row + 1}: {message}")
 
     columns: dict[str, object] = {
         "video_id": frame["video_id"].astype(str),
@@ -190,6 +207,13 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
+
+
 def _empty_frame(names: list[str]) -> pd.DataFrame:
     dtypes = {"video_id": str, "timestamp": np.int64, "action_id": np.int64,
               "person_id": np.int64, "score": np.float64}
@@ -232,8 +256,8 @@ def _first_non_numeric(data: bytes, path: Path, names: list[str]) -> AvaCsvError
     return AvaCsvError(f"{path}:{row + 1}: {name} {value!r} is not a number")
 
 
-def _validate(frame: pd.DataFrame, path: Path, kind: Kind) -> None:
-    """Raise `AvaCsvError` for the first (lowest line) row that breaks a rule."""
+def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
+    """The first (lowest) row that breaks a rule, with what is wrong, or None."""
     problems: list[tuple[int, str]] = []
 
     def check(bad: np.ndarray, message: str) -> None:
@@ -242,24 +266,29 @@ def _validate(frame: pd.DataFrame, path: Path, kind: Kind) -> None:
             row = int(rows[0])
             problems.append((row, message.format(**{k: frame[k].iloc[row] for k in frame})))
 
+    check(frame[_EXTRA].notna().to_numpy(), "too many fields")
     check(frame["video_id"].isna().to_numpy(), "empty video id")
     ts = frame["timestamp"].to_numpy()
     check(np.isnan(ts), "missing timestamp")
     check(~np.isnan(ts) & ((ts < 0) | (ts != np.floor(ts))),
           "timestamp {timestamp} is not a non-negative integer")
 
-    box = frame[BOX_COLUMNS].to_numpy()
-    missing = np.isnan(box)
-    box_less = missing.all(axis=1)
+    x1, y1, x2, y2 = (frame[c].to_numpy() for c in BOX_COLUMNS)
+    missing = [np.isnan(c) for c in (x1, y1, x2, y2)]
+    any_missing = missing[0] | missing[1] | missing[2] | missing[3]
     if kind == "groundtruth":
-        check(missing.any(axis=1) & ~box_less, "box has some coordinates missing (give all or none)")
+        box_less = missing[0] & missing[1] & missing[2] & missing[3]
+        check(any_missing & ~box_less, "box has some coordinates missing (give all or none)")
     else:
-        check(missing.any(axis=1), "missing box coordinate")
+        check(any_missing, "missing box coordinate")
     with np.errstate(invalid="ignore"):
-        check(((box < -BOX_TOLERANCE) | (box > 1 + BOX_TOLERANCE)).any(axis=1),
+        # min/max over the box first: two comparisons per row instead of eight.
+        low = np.minimum(np.minimum(x1, y1), np.minimum(x2, y2))
+        high = np.maximum(np.maximum(x1, y1), np.maximum(x2, y2))
+        check((low < -BOX_TOLERANCE) | (high > 1 + BOX_TOLERANCE),
               "box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]: coordinates must be normalized")
-        check(box[:, 0] > box[:, 2], "x1 = {x1} > x2 = {x2}")
-        check(box[:, 1] > box[:, 3], "y1 = {y1} > y2 = {y2}")
+        check(x1 > x2, "x1 = {x1} > x2 = {x2}")
+        check(y1 > y2, "y1 = {y1} > y2 = {y2}")
 
     action = frame["action_id"].to_numpy()
     if kind == "detections":
@@ -280,7 +309,5 @@ def _validate(frame: pd.DataFrame, path: Path, kind: Kind) -> None:
             check(~np.isnan(person) & ((person != np.floor(person)) | (person < 0)),
                   "person id {person_id} is not a non-negative integer")
 
-    if problems:
-        row, message = min(problems, key=lambda p: p[0])
-        raise AvaCsvError(f"{path}:{row + 1}: {message}")
+    return min(problems, key=lambda p: p[0]) if problems else None
 

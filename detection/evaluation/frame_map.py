@@ -58,6 +58,7 @@ from detection.evaluation.ava_csv import read_ava_csv, read_excluded_timestamps
 
 MAX_DETECTIONS_PER_FRAME = 50
 IOU_THRESHOLD = 0.5
+BOX = ["x1", "y1", "x2", "y2"]
 
 FramesWithoutGroundtruth = Literal["false_positive", "ignore"]
 
@@ -141,27 +142,27 @@ def evaluate(
     class_of_id = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
     class_of_id[ids] = np.arange(len(ids))
 
-    gt = groundtruth[_in_classes(groundtruth["action_id"], ids)]
-    gt = gt[gt["x1"].notna().to_numpy()]
-    det = detections[_in_classes(detections["action_id"], ids)]
-    gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
-
-    det_score = det["score"].to_numpy(np.float64)
-    det_box = det[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
-    det_action = det["action_id"].to_numpy(np.int64)
-    det_class = class_of_id[det_action]
+    gt = groundtruth[np.isin(groundtruth["action_id"].to_numpy(), ids)
+                     & groundtruth["x1"].notna().to_numpy()]
+    # Detections stay as columns and are selected by index, once per step: copying the frame
+    # (video ids included) costs more than the evaluation itself on AVA-sized files.
+    det_rows = np.flatnonzero(np.isin(detections["action_id"].to_numpy(), ids))
+    gt_key, det_key, excluded_keys = _frame_keys(gt, detections, det_rows, excluded)
+    det_score = detections["score"].to_numpy(np.float64)[det_rows]
+    det_action = detections["action_id"].to_numpy(np.int64)[det_rows]
+    det_box = np.column_stack([detections[c].to_numpy(np.float64)[det_rows] for c in BOX])
     # Frames in the order the official reader first meets them: its per-class score arrays are
     # concatenated in that order, which decides how numpy's sort breaks ties.
     det_frame_order = pd.factorize(det_key)[0]
     kept, within_rank = _cap_per_frame(
         det_frame_order, det_score, det_action, det_box, max_detections_per_frame
     )
-    num_dropped_by_cap = len(det) - len(kept)
+    num_dropped_by_cap = len(det_rows) - len(kept)
 
     gt_keep = ~np.isin(gt_key, excluded_keys)
     gt_key = gt_key[gt_keep]
     gt_class = class_of_id[gt["action_id"].to_numpy()[gt_keep]]
-    gt_box = gt[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)[gt_keep]
+    gt_box = gt[BOX].to_numpy(np.float64)[gt_keep]
     # The official reader takes an 8th column as the score, in ground truth too, where it is
     # the person id, and sorts each frame's boxes by it, descending: that order picks the box
     # on equal IoU. Rows without a person id get its default score, 1.
@@ -169,17 +170,16 @@ def evaluate(
     gt_tie_order = -np.where(person >= 0, person, 1).astype(np.float64)[gt_keep]
     gt_frames = np.unique(gt_key)
 
-    det_key, det_frame_order, det_score, det_box, det_class = (
-        a[kept] for a in (det_key, det_frame_order, det_score, det_box, det_class)
-    )
-    keep = ~np.isin(det_key, excluded_keys)
-    keep &= (det_box[:, 0] < det_box[:, 2]) & (det_box[:, 1] < det_box[:, 3])
-    on_gt_frame = np.isin(det_key, gt_frames)
+    kept_box = det_box[kept]
+    keep = ~np.isin(det_key[kept], excluded_keys)
+    keep &= (kept_box[:, 0] < kept_box[:, 2]) & (kept_box[:, 1] < kept_box[:, 3])
+    on_gt_frame = np.isin(det_key[kept], gt_frames)
     num_without_gt = int((keep & ~on_gt_frame).sum())
     if frames_without_groundtruth == "ignore":
         keep &= on_gt_frame
-    det_key, det_frame_order, det_score, det_box, det_class, within_rank = (
-        a[keep] for a in (det_key, det_frame_order, det_score, det_box, det_class, within_rank)
+    selected, within_rank, det_box = kept[keep], within_rank[keep], kept_box[keep]
+    det_key, det_frame_order, det_score, det_class = (
+        a[selected] for a in (det_key, det_frame_order, det_score, class_of_id[det_action])
     )
 
     num_classes = len(ids)
@@ -188,10 +188,9 @@ def evaluate(
         gt_key * num_classes + gt_class, gt_box, gt_tie_order, iou_threshold,
     )
 
-    # Official concatenation order (frame of first appearance, then rank in the frame), then
-    # grouped by class without disturbing it.
-    official = np.lexsort((within_rank, det_frame_order))
-    official = official[np.argsort(det_class[official], kind="stable")]
+    # Grouped by class, each class in the official concatenation order: frames in order of
+    # first appearance, then rank in the frame.
+    official = _radix_argsort([within_rank, det_frame_order, det_class])
     class_starts = np.searchsorted(det_class[official], np.arange(num_classes + 1))
     num_gt = np.bincount(gt_class, minlength=num_classes)
 
@@ -252,26 +251,28 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     return intersection / (area1 + area2 - intersection)
 
 
-def _in_classes(action_ids: pd.Series, ids: np.ndarray) -> np.ndarray:
-    return np.isin(action_ids.to_numpy(), ids)
-
-
 def _frame_keys(
-    gt: pd.DataFrame, det: pd.DataFrame, excluded: set[tuple[str, int]]
+    gt: pd.DataFrame, det: pd.DataFrame, det_rows: np.ndarray, excluded: set[tuple[str, int]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One int64 key per (video_id, timestamp), shared by ground truth, detections and the
-    excluded frames."""
-    excluded_videos = [v for v, _ in excluded]
-    videos = pd.factorize(pd.concat([
-        gt["video_id"].astype(object), det["video_id"].astype(object),
-        pd.Series(excluded_videos, dtype=object),
-    ], ignore_index=True))[0].astype(np.int64)
-    timestamps = np.concatenate([
-        gt["timestamp"].to_numpy(np.int64), det["timestamp"].to_numpy(np.int64),
-        np.array([t for _, t in excluded], dtype=np.int64),
-    ])
-    keys = videos * (int(timestamps.max(initial=0)) + 1) + timestamps
-    return keys[:len(gt)], keys[len(gt):len(gt) + len(det)], keys[len(gt) + len(det):]
+    """One int64 key per (video_id, timestamp), shared by the ground truth, the detections in
+    `det_rows` and the excluded frames."""
+    excluded_videos = pd.Series([v for v, _ in excluded], dtype=object)
+    videos, uniques = pd.factorize(pd.concat(
+        [gt["video_id"].astype(object), excluded_videos], ignore_index=True
+    ))
+    # Detection videos are looked up in the same table, new ones appended after it.
+    det_videos = pd.Index(uniques).get_indexer(det["video_id"].astype(object))
+    unseen = det_videos < 0
+    if unseen.any():
+        det_videos[unseen] = pd.factorize(det["video_id"].to_numpy()[unseen])[0] + len(uniques)
+    timestamps = [gt["timestamp"].to_numpy(np.int64),
+                  det["timestamp"].to_numpy(np.int64)[det_rows],
+                  np.array([t for _, t in excluded], dtype=np.int64)]
+    stride = int(max(t.max(initial=0) for t in timestamps)) + 1
+    gt_videos, excluded_video_codes = videos[:len(gt)], videos[len(gt):]
+    return (gt_videos.astype(np.int64) * stride + timestamps[0],
+            det_videos[det_rows].astype(np.int64) * stride + timestamps[1],
+            excluded_video_codes.astype(np.int64) * stride + timestamps[2])
 
 
 def _cap_per_frame(
@@ -293,7 +294,10 @@ def _cap_per_frame(
         within_rank: [K] each kept row's position in its frame's official order.
     """
     n = len(frame)
-    by_score = np.lexsort((-score, frame))  # stable: equal scores stay in file order
+    # By frame, then descending score. Equal scores may come in any order here: where their
+    # order matters (a tie at the cap, or within a class) the frame is replayed below.
+    by_score = np.argsort(-score)
+    by_score = by_score[_radix_argsort([frame[by_score]])]
     sorted_frame = frame[by_score]
     starts = np.flatnonzero(_run_starts(sorted_frame))
     counts = np.diff(np.r_[starts, n])
@@ -310,13 +314,14 @@ def _cap_per_frame(
 
     # Equal scores of one class in one frame keep the heap's order, which decides which of them
     # takes a ground-truth box and feeds the official sort: replay those frames too.
-    kept_sorted = by_score[rank < limit]
-    by_class_score = kept_sorted[np.lexsort((score[kept_sorted], action[kept_sorted],
-                                             frame[kept_sorted]))]
-    f, c, s = frame[by_class_score], action[by_class_score], score[by_class_score]
-    same = (f[1:] == f[:-1]) & (c[1:] == c[:-1]) & (s[1:] == s[:-1])
-    tied_frames = np.unique(f[1:][same])
-    replay |= np.isin(sorted_frame[starts], tied_frames)
+    # Equal scores of a frame are adjacent in `by_score`; only kept rows in such runs can tie.
+    run = np.cumsum(_run_starts(sorted_frame) | _run_starts(sorted_score))
+    in_tied_run = (np.bincount(run)[run] > 1) & (rank < limit)
+    positions = np.flatnonzero(in_tied_run)
+    keys = run[positions] * (int(action.max(initial=0)) + 1) + action[by_score[positions]]
+    order = np.argsort(keys, kind="stable")
+    repeated = positions[order][1:][keys[order][1:] == keys[order][:-1]]
+    replay[np.searchsorted(starts, repeated, side="right") - 1] = True
 
     rank_of_row = np.full(n, -1, dtype=np.int64)
     plain_rows = ~np.repeat(replay, counts) & (rank < limit)
@@ -412,3 +417,22 @@ def _run_starts(values: np.ndarray) -> np.ndarray:
     starts = np.ones(len(values), dtype=bool)
     starts[1:] = values[1:] != values[:-1]
     return starts
+
+
+def _radix_argsort(keys: list[np.ndarray]) -> np.ndarray:
+    """Stable argsort by several non-negative integer keys, the last one most significant.
+
+    Least-significant-digit radix sort in 16-bit digits: numpy sorts 16-bit keys stably in
+    linear time (radix sort), while int64 keys go to a comparison sort several times slower.
+    """
+    order = np.arange(len(keys[0]) if keys else 0)
+    for key in keys:
+        top = int(key.max(initial=0))
+        shift = 0
+        while True:
+            digits = ((key[order] >> shift) & 0xFFFF).astype(np.uint16)
+            order = order[np.argsort(digits, kind="stable")]
+            shift += 16
+            if top >> shift == 0:
+                break
+    return order
