@@ -48,6 +48,12 @@ fi
 rm -rf "$target"
 "$PY" -m pip install --quiet --no-deps --no-compile --only-binary=:all: --python-version 3.10 \
     --implementation cp --target "$target" "${wheel[0]}"
+# Its metadata (numpy<2, black, a cp310 tag) would make `pip check` fail though nothing here
+# needs those; this script, not pip, owns these files.
+rm -rf "$target"/sal_detectron2-*.dist-info
+# The wheel also ships detectron2's scripts as a top-level package `tools`, which would shadow
+# this project's tools/ for `import tools`; the detector does not use them.
+rm -rf "$target/tools"
 echo "$SHA256" > "$target/.sha256"
 echo "$target" > "$pth"
 "$PY" -c 'import detectron2; print("installed detectron2", detectron2.__version__, "from", detectron2.__file__)'
