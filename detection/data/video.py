@@ -125,6 +125,8 @@ class VideoReader:
         return max(1, int(round(self.duration * fps)))
 
     def _frame_time(self, frame: av.VideoFrame) -> float:
+        if frame.pts is None:
+            raise VideoReadError(f"{self.path}: a decoded frame has no timestamp (pts)")
         return (frame.pts - self._start_pts) * self._time_base
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
