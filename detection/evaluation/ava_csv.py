@@ -12,7 +12,9 @@ Row layouts (no header, one row per (box, action)):
 Timestamps are whole seconds (the official files write them zero-padded, ``0902``); box
 coordinates are normalized to [0, 1] with (x1, y1) the top-left corner. Coordinates may exceed
 [0, 1] by at most `BOX_TOLERANCE` (float round-off in files written by other tools); they are kept
-as written, because the official evaluator does not clip either.
+as written, because the official evaluator does not clip either. Integer fields written as
+integral floats (``0902.0``, ``12.0``) are accepted, although the official reader's ``int()``
+rejects them.
 """
 
 from __future__ import annotations
@@ -79,42 +81,52 @@ def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
             return _empty_frame(names)
         _check_column_counts(data, path, allowed)
 
-    dtypes = {name: np.float64 for name in [*names[1:], _EXTRA]}
-    dtypes["video_id"] = str
+    source = io.BytesIO(data) if data is not None else path
+    # Integer columns are first read as integers, which is faster and is what well-formed
+    # files hold; if that fails (an empty or non-integer field), everything numeric is read as
+    # float64 instead, so that empty fields become NaN and the checks below can say which row
+    # is wrong and why.
     try:
-        # Everything numeric is parsed as float64 so that empty fields become NaN; integrality
-        # is checked below. Only "" counts as missing: a video id such as "NA" stays a string.
-        # The extra column catches rows with one field too many (more make pandas raise).
-        frame = pd.read_csv(
-            io.BytesIO(data) if data is not None else path, header=None,
-            names=[*names, _EXTRA], dtype=dtypes, keep_default_na=False, na_values=[""],
-            skip_blank_lines=False, engine="c",
-        )
+        frame = _parse(source, names, integers=True)
     except pd.errors.EmptyDataError:
         return _empty_frame(names)
     except OSError as e:
         raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
     except ValueError:
-        data = _read_bytes(path) if data is None else data
-        _check_column_counts(data, path, allowed)
-        raise _first_non_numeric(data, path, names) from None
+        if data is not None:
+            source.seek(0)
+        try:
+            frame = _parse(source, names, integers=False)
+        except ValueError:
+            data = _read_bytes(path) if data is None else data
+            _check_column_counts(data, path, allowed)
+            raise _first_non_numeric(data, path, names) from None
     problem = _first_problem(frame, kind)
     if problem is not None:
         _check_column_counts(_read_bytes(path) if data is None else data, path, allowed)
         row, message = problem
         raise AvaCsvError(f"{path}:{row + 1}: {message}")
 
-    columns: dict[str, object] = {
-        "video_id": frame["video_id"].astype(str),
-        "timestamp": frame["timestamp"].to_numpy(np.int64),
-        **{c: frame[c].to_numpy(np.float64) for c in BOX_COLUMNS},
-        "action_id": frame["action_id"].fillna(-1).to_numpy(np.int64),
-    }
-    if last == "score":
-        columns["score"] = frame["score"].to_numpy(np.float64)
-    else:
-        columns["person_id"] = frame["person_id"].fillna(-1).to_numpy(np.int64)
-    return pd.DataFrame(columns)
+    frame = frame.drop(columns=_EXTRA)
+    for name in ("timestamp", "action_id", "person_id"):
+        if name in frame and frame[name].dtype != np.int64:
+            frame[name] = frame[name].fillna(-1).astype(np.int64)
+    return frame
+
+
+def _parse(source: io.BytesIO | Path, names: list[str], *, integers: bool) -> pd.DataFrame:
+    """pandas' C parser with our column names plus `_EXTRA`, which catches rows with one field
+    too many (more make pandas raise). Only "" counts as missing, so a video id such as "NA"
+    stays a string."""
+    dtypes: dict[str, object] = {name: np.float64 for name in [*names[1:], _EXTRA]}
+    dtypes["video_id"] = str
+    if integers:
+        dtypes.update({name: np.int64 for name in ("timestamp", "action_id", "person_id")
+                       if name in names})
+    return pd.read_csv(
+        source, header=None, names=[*names, _EXTRA], dtype=dtypes, keep_default_na=False,
+        na_values=[""], skip_blank_lines=False, engine="c",
+    )
 
 
 def read_excluded_timestamps(path: str | Path) -> set[tuple[str, int]]:

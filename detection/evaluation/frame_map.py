@@ -54,11 +54,10 @@ import numpy as np
 import pandas as pd
 
 from detection.data.labelmap import LabelMap, read_labelmap
-from detection.evaluation.ava_csv import read_ava_csv, read_excluded_timestamps
+from detection.evaluation.ava_csv import BOX_COLUMNS, read_ava_csv, read_excluded_timestamps
 
 MAX_DETECTIONS_PER_FRAME = 50
 IOU_THRESHOLD = 0.5
-BOX = ["x1", "y1", "x2", "y2"]
 
 FramesWithoutGroundtruth = Literal["false_positive", "ignore"]
 
@@ -150,7 +149,7 @@ def evaluate(
     gt_key, det_key, excluded_keys = _frame_keys(gt, detections, det_rows, excluded)
     det_score = detections["score"].to_numpy(np.float64)[det_rows]
     det_action = detections["action_id"].to_numpy(np.int64)[det_rows]
-    det_box = np.column_stack([detections[c].to_numpy(np.float64)[det_rows] for c in BOX])
+    det_box = np.column_stack([detections[c].to_numpy(np.float64)[det_rows] for c in BOX_COLUMNS])
     # Frames in the order the official reader first meets them: its per-class score arrays are
     # concatenated in that order, which decides how numpy's sort breaks ties.
     det_frame_order = pd.factorize(det_key)[0]
@@ -162,7 +161,7 @@ def evaluate(
     gt_keep = ~np.isin(gt_key, excluded_keys)
     gt_key = gt_key[gt_keep]
     gt_class = class_of_id[gt["action_id"].to_numpy()[gt_keep]]
-    gt_box = gt[BOX].to_numpy(np.float64)[gt_keep]
+    gt_box = gt[BOX_COLUMNS].to_numpy(np.float64)[gt_keep]
     # The official reader takes an 8th column as the score, in ground truth too, where it is
     # the person id, and sorts each frame's boxes by it, descending: that order picks the box
     # on equal IoU. Rows without a person id get its default score, 1.
