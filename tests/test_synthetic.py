@@ -49,6 +49,13 @@ def test_layout_matches_real_ava(synthetic_ava):
     assert len(lines) == 1 + synthetic_ava.seconds * 30
 
 
+def test_fixture_keyframe_counts_that_other_tests_rely_on(synthetic_ava):
+    ann = synthetic_ava.root / "annotations"
+    for split, count in (("train", 4), ("val", 2)):
+        with open(ann / f"ava_{split}_v2.2.csv") as f:
+            assert len({(r[0], r[1]) for r in csv.reader(f)}) == count, split
+
+
 def test_label_maps_in_both_dialects(synthetic_ava):
     ann = synthetic_ava.root / "annotations"
     full = read_labelmap(ann / "ava_action_list_v2.2.pbtxt")
