@@ -126,6 +126,25 @@ def test_loader_with_workers_is_deterministic(synthetic_ava):
     assert seconds == sorted(seconds)  # the test split is not shuffled
 
 
+def test_augmentation_seed_makes_items_independent_of_workers(synthetic_ava):
+    """With `augmentation_seed` set, item i's crop and flip depend on (seed, i) only: 0 or 2
+    workers (or ranks) give the same clips."""
+    batches = {}
+    for workers in (0, 2):
+        loader = build_loader(_cfg(synthetic_ava.root, workers=workers), "train", shuffle=False)
+        loader.dataset.augmentation_seed = 11
+        batches[workers] = list(loader)
+    for a, b in zip(batches[0], batches[2], strict=True):
+        torch.testing.assert_close(a["boxes"], b["boxes"])
+        torch.testing.assert_close(a["inputs"][1], b["inputs"][1])
+    dataset = AvaDataset(_cfg(synthetic_ava.root), "train")
+    dataset.augmentation_seed = 11
+    first = dataset[1]
+    torch.testing.assert_close(dataset[1]["inputs"][1], first["inputs"][1])
+    dataset.augmentation_seed = 12
+    assert not torch.equal(dataset[1]["inputs"][1], first["inputs"][1])
+
+
 def test_distributed_loader_uses_a_distributed_sampler(synthetic_ava, tmp_path):
     dist.init_process_group(
         "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1

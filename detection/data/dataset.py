@@ -96,6 +96,10 @@ class AvaDataset(Dataset):
             self._num_frames = {v: len(self._frame_paths[v]) for v in video_ids}
         self._readers: dict[str, VideoReader] = {}
         self._readers_pid = os.getpid()
+        # When set (the trainer sets it each epoch, before the epoch's workers start), item i's
+        # augmentation draws from (augmentation_seed, i): the same crops and flips whatever the
+        # number of workers or ranks. None: draw from torch's generator as described below.
+        self.augmentation_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.keyframes)
@@ -141,8 +145,11 @@ class AvaDataset(Dataset):
         boxes_norm = keyframe.boxes
         common = {"mean": cfg.DATA.MEAN, "std": cfg.DATA.STD, "bgr": cfg.AVA.BGR}
         if self.split == "train":
-            # Drawn from torch's generator, which the DataLoader seeds per worker.
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            if self.augmentation_seed is not None:
+                rng = np.random.default_rng([self.augmentation_seed, index])
+            else:
+                # Drawn from torch's generator, which the DataLoader seeds per worker.
+                rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
             clip, boxes, kept = train_transform(
                 frames,
                 boxes_norm,
@@ -219,13 +226,15 @@ def build_loader(
     With `distributed`, a DistributedSampler (seeded with RNG_SEED) splits the items over ranks;
     call ``loader.sampler.set_epoch(epoch)`` each epoch.
 
-    Randomness comes from torch's global generator, drawn when an epoch's iterator starts: the
-    shuffle order, and one base seed from which every worker seeds torch, NumPy and `random`
-    (augmentation draws from torch's generator in `AvaDataset.__getitem__`). So seeding torch
-    before each epoch (the trainer seeds from RNG_SEED and the epoch) makes order and
-    augmentation reproducible for a given DATA_LOADER.NUM_WORKERS, and a resumed run replays
-    the epochs it missed exactly. No private generator is used for that reason: it would restart
-    at epoch 0's state after a resume.
+    Randomness: the shuffle order comes from torch's global generator when an epoch's iterator
+    starts (or from the DistributedSampler's seed and epoch), and so does one base seed from
+    which every worker seeds torch, NumPy and `random`. Augmentation draws from
+    ``(loader.dataset.augmentation_seed, item index)`` when that is set (the trainer sets it
+    per epoch before the epoch's iterator starts), so an item gets the same crop and flip for
+    any number of workers or ranks; otherwise from torch's generator. Seeding torch per epoch
+    (as the trainer does) therefore makes a run reproducible and lets a resumed run replay its
+    missing epochs exactly; no private generator is used, since it would restart at epoch 0's
+    state after a resume.
     """
     dataset = AvaDataset(cfg, split)
     shuffle = split == "train" if shuffle is None else shuffle
