@@ -3,9 +3,9 @@
 Reproducibility contract (what makes a resumed run equal an uninterrupted one on CPU):
 - the learning rate is a function of the fractional epoch (`optim.LRSchedule`);
 - at the start of every epoch the Python, NumPy and torch generators are reseeded from
-  (RNG_SEED, epoch, rank), and the sampler is told the epoch, so data order, augmentation
-  (DataLoader workers draw their seeds from torch's generator) and dropout in epoch e do not
-  depend on what ran before e;
+  (RNG_SEED, epoch, rank) and the sampler is told the epoch, so data order and dropout in
+  epoch e do not depend on what ran before e; the dataset's augmentation seed is set from
+  (RNG_SEED, epoch), so clip i gets the same crop and flip however many ranks or workers run;
 - a checkpoint holds model, optimizer (momentum buffers) and AMP scaler state after a whole
   epoch, so resuming replays the interrupted epoch from its beginning.
 
@@ -38,15 +38,18 @@ from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
 logger = logging.getLogger(__name__)
 
 
-def seed_everything(seed: int, *streams: int) -> None:
-    """Seed Python, NumPy and torch from `seed` and extra stream ids (e.g. epoch, rank).
-
-    SeedSequence mixes the ids so that (seed, epoch) pairs give unrelated streams.
-    """
+def derive_seed(seed: int, *streams: int) -> int:
+    """A 63-bit seed from `seed` and stream ids (e.g. epoch, rank); SeedSequence mixes them so
+    that neighbouring ids give unrelated streams."""
     state = np.random.SeedSequence([seed, *streams]).generate_state(2)
-    value = int(state[0]) << 32 | int(state[1])
+    return (int(state[0]) << 31 | int(state[1]) >> 1) & (2**63 - 1)
+
+
+def seed_everything(seed: int, *streams: int) -> None:
+    """Seed Python, NumPy and torch from `seed` and extra stream ids (e.g. epoch, rank)."""
+    value = derive_seed(seed, *streams)
     random.seed(value)
-    np.random.seed(int(state[0]))
+    np.random.seed(value % 2**32)
     torch.manual_seed(value)
 
 
@@ -108,9 +111,21 @@ def _load_initial_weights(
             logger.info("resumed from %s, starting at epoch %d", last, start + 1)
             return start
         if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-            load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model, strict=False)
-            log.record("finetune", checkpoint=cfg.TRAIN.CHECKPOINT_FILE_PATH)
-            logger.info("initialized from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
+            # Not strict: a Kinetics or 80-class AVA head may not fit this model's classes;
+            # whatever does not fit keeps its random initialization and is reported.
+            report = load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model, strict=False)
+            log.record(
+                "finetune",
+                checkpoint=cfg.TRAIN.CHECKPOINT_FILE_PATH,
+                loaded=len(report.loaded),
+                problems=report.problems(),
+            )
+            logger.info(
+                "initialized %d tensors from %s%s",
+                len(report.loaded),
+                cfg.TRAIN.CHECKPOINT_FILE_PATH,
+                f"\n{report.problems()}" if not report.ok else "",
+            )
         return 0
     finally:
         log.close()
@@ -229,6 +244,9 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
     try:
         for epoch in range(start_epoch, max_epoch):
             seed_everything(cfg.RNG_SEED, epoch, du.get_rank())
+            if hasattr(train_loader.dataset, "augmentation_seed"):
+                # Rank-independent: clip i gets the same crop and flip however the data is split.
+                train_loader.dataset.augmentation_seed = derive_seed(cfg.RNG_SEED, epoch)
             if hasattr(train_loader.sampler, "set_epoch"):
                 train_loader.sampler.set_epoch(epoch)
             tic = time.perf_counter()
