@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,8 +23,11 @@ from detection.engine.checkpoint_io import (
     list_checkpoints,
     save_checkpoint,
 )
+from detection.engine.metrics_log import read_log
 from detection.engine.optim import LRSchedule, build_optimizer, parameter_groups
 from detection.engine.trainer import freeze_batchnorm, global_bce_loss, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_steps_with_warmup_follow_pyslowfast_ava_recipe():
@@ -164,3 +173,68 @@ def test_seed_everything_depends_on_every_stream():
     assert torch.equal(a, torch.rand(3))
     seed_everything(0, 2)
     assert not torch.equal(a, torch.rand(3))
+
+
+def _train_command(data_dir: Path, out: Path) -> list[str]:
+    return [
+        sys.executable, str(ROOT / "tools/train_net.py"),
+        "--config", str(ROOT / "configs/synthetic/SLOWFAST_TINY.yaml"),
+        "DATA.PATH_TO_DATA_DIR", str(data_dir),
+        "OUTPUT_DIR", str(out),
+        "DEVICE", "cpu",
+        "SOLVER.MAX_EPOCH", "3",
+        "TRAIN.BATCH_SIZE", "1",
+        "TEST.ENABLE", "False",
+        "DATA.TRAIN_JITTER_SCALES", "[64, 80]",
+        "DATA.TRAIN_CROP_SIZE", "64",
+        "DATA_LOADER.NUM_WORKERS", "1",
+        "LOG_PERIOD", "1",
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_auto_resume_equals_an_uninterrupted_run(synthetic_ava, tmp_path):
+    data = Path(synthetic_ava.root)
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    subprocess.run(_train_command(data, reference), env=_env(), check=True, capture_output=True)
+
+    # Kill the whole process group (trainer and its loader worker) once epoch 2 has started.
+    proc = subprocess.Popen(
+        _train_command(data, resumed),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not any(r["event"] == "train" and r["epoch"] == 1 for r in read_log(resumed)):
+            assert proc.poll() is None, "training ended before it could be interrupted"
+            assert time.monotonic() < deadline, "epoch 2 never started"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    names = [p.name for p in list_checkpoints(resumed)]
+    assert names == ["checkpoint_epoch_00001.pyth"], f"not killed mid-epoch 2: {names}"
+
+    subprocess.run(_train_command(data, resumed), env=_env(), check=True, capture_output=True)
+    resumes = [r for r in read_log(resumed) if r["event"] == "resume"]
+    assert len(resumes) == 1 and resumes[0]["start_epoch"] == 1, "epoch 1 was lost or redone"
+    trained = [r["epoch"] for r in read_log(resumed) if r["event"] == "epoch"]
+    assert trained == [0, 1, 2]
+
+    a = torch.load(last_checkpoint(reference), weights_only=True)
+    b = torch.load(last_checkpoint(resumed), weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for name, value in a["model_state"].items():
+        assert torch.equal(value, b["model_state"][name]), f"{name} differs after resume"
+    for key, state in a["optimizer_state"]["state"].items():
+        assert torch.equal(
+            state["momentum_buffer"], b["optimizer_state"]["state"][key]["momentum_buffer"]
+        )
