@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from detection.evaluation.ava_csv import (
     AvaCsvError,
+    iter_ava_csv,
     read_ava_csv,
     read_excluded_timestamps,
     write_detections,
@@ -155,3 +157,32 @@ def test_write_detections_validates_shapes_and_ranges(tmp_path):
     with pytest.raises(ValueError, match="not normalized"):
         write_detections(path, ["v"], [902], np.array([[0, 0, 320, 240]]), np.zeros((1, 1)), [1])
     assert not path.exists()
+
+
+def test_iter_ava_csv_pieces_match_the_whole_file(tmp_path):
+    rows = [f"vid_{i % 3},{902 + i:04d},0.1,0.2,0.3,0.4,{1 + i % 80},0.{i:03d}" for i in range(10)]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    pieces = list(iter_ava_csv(path, kind="detections", chunk_rows=4))
+    assert [len(p) for p in pieces] == [4, 4, 2]
+    whole = read_ava_csv(path, kind="detections")
+    joined = pd.concat(pieces)
+    assert joined.index.tolist() == list(range(10))
+    pd.testing.assert_frame_equal(joined, whole)
+
+
+def test_iter_ava_csv_error_in_a_later_piece_is_exact(tmp_path):
+    rows = [DETECTION_ROW] * 5 + ["vid_a,0902,0.1,0.2,0.3,0.4,12"] + [DETECTION_ROW]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    with pytest.raises(AvaCsvError, match=r"file.csv:6: expected 8 comma-separated fields, got 7"):
+        list(iter_ava_csv(path, kind="detections", chunk_rows=2))
+
+
+def test_iter_ava_csv_integral_floats_later_are_read_once(tmp_path):
+    # "0903.0" is accepted (leniently) only by the whole-file reader: the rows after the
+    # pieces already handed out come from it, none twice.
+    rows = [DETECTION_ROW] * 3 + ["vid_a,0903.0,0.1,0.2,0.3,0.4,12.0,0.5"]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    pieces = list(iter_ava_csv(path, kind="detections", chunk_rows=2))
+    joined = pd.concat(pieces)
+    assert joined.index.tolist() == [0, 1, 2, 3]
+    assert joined["timestamp"].tolist() == [902, 902, 902, 903]

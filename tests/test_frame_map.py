@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from detection.data.labelmap import LabelMap
+from detection.evaluation import frame_map
 from detection.evaluation.ava_csv import read_ava_csv
 from detection.evaluation.frame_map import average_precision, box_iou, evaluate
 
@@ -282,3 +283,24 @@ def test_eval_ava_cli_help_says_what_it_reads_and_writes(project_root):
         capture_output=True, text=True, check=True,
     )
     assert "Reads:" in completed.stdout and "Writes:" in completed.stdout
+
+
+def test_detections_read_in_pieces_give_the_same_result(tmp_path, monkeypatch):
+    """A detections path is read piece by piece; pieces must share one video table."""
+    reference = load_reference()
+    gt, det, excluded = reference.generate_ava_like(
+        tmp_path, num_videos=3, frames_per_video=20, classes_per_box=10, seed=3
+    )
+    whole = evaluate(reference.EVAL_LABELMAP, gt, read_ava_csv(det, kind="detections"), excluded)
+    pieces = []
+    original = frame_map.iter_ava_csv
+
+    def small_pieces(path, *, kind):
+        for piece in original(path, kind=kind, chunk_rows=37):
+            pieces.append(len(piece))
+            yield piece
+
+    monkeypatch.setattr(frame_map, "iter_ava_csv", small_pieces)
+    by_pieces = evaluate(reference.EVAL_LABELMAP, gt, det, excluded)
+    assert len(pieces) > 10
+    assert by_pieces.per_class == whole.per_class and by_pieces.mAP == whole.mAP

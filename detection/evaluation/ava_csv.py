@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -114,10 +114,12 @@ def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
     return frame
 
 
-def _parse(source: io.BytesIO | Path, names: list[str], *, integers: bool) -> pd.DataFrame:
+def _parse(
+    source: io.BytesIO | Path, names: list[str], *, integers: bool, chunk_rows: int | None = None
+) -> pd.DataFrame:
     """pandas' C parser with our column names plus `_EXTRA`, which catches rows with one field
     too many (more make pandas raise). Only "" counts as missing, so a video id such as "NA"
-    stays a string."""
+    stays a string. With `chunk_rows`, an iterator of frames."""
     dtypes: dict[str, object] = {name: np.float64 for name in [*names[1:], _EXTRA]}
     dtypes["video_id"] = str
     if integers:
@@ -125,8 +127,42 @@ def _parse(source: io.BytesIO | Path, names: list[str], *, integers: bool) -> pd
                        if name in names})
     return pd.read_csv(
         source, header=None, names=[*names, _EXTRA], dtype=dtypes, keep_default_na=False,
-        na_values=[""], skip_blank_lines=False, engine="c",
+        na_values=[""], skip_blank_lines=False, engine="c", chunksize=chunk_rows,
     )
+
+
+def iter_ava_csv(
+    path: str | Path, *, kind: Kind, chunk_rows: int = 1_000_000
+) -> Iterator[pd.DataFrame]:
+    """`read_ava_csv` in pieces of at most `chunk_rows` rows (index = 0-based file row), for
+    files too large to hold as one frame with a Python string per video id.
+
+    Every piece is checked as `read_ava_csv` checks a whole file. A malformed row raises the
+    same `AvaCsvError` (found by reading the file whole, so the message is exact), possibly
+    after earlier pieces were handed out. Files with optional columns (ground truth, boxes)
+    come whole, as one piece.
+    """
+    path = Path(path)
+    names = ["video_id", *_NUMERIC_COLUMNS, _LAST_COLUMN[kind]]
+    if len(_COLUMN_COUNTS.get(kind, ())) != 1:
+        yield read_ava_csv(path, kind=kind)
+        return
+    rows_done = 0
+    try:
+        for piece in _parse(path, names, integers=True, chunk_rows=chunk_rows):
+            if _first_problem(piece, kind) is not None:
+                break
+            yield piece.drop(columns=_EXTRA)
+            rows_done += len(piece)
+        else:
+            return
+    except pd.errors.EmptyDataError:
+        return
+    except ValueError:
+        pass
+    # The fast piecewise parse failed: the whole-file reader raises the exact error, or, for
+    # integral floats such as "0902.0" that only it accepts, reads the rest.
+    yield read_ava_csv(path, kind=kind).iloc[rows_done:]
 
 
 def read_excluded_timestamps(path: str | Path) -> set[tuple[str, int]]:

@@ -54,7 +54,12 @@ import numpy as np
 import pandas as pd
 
 from detection.data.labelmap import LabelMap, read_labelmap
-from detection.evaluation.ava_csv import BOX_COLUMNS, read_ava_csv, read_excluded_timestamps
+from detection.evaluation.ava_csv import (
+    BOX_COLUMNS,
+    iter_ava_csv,
+    read_ava_csv,
+    read_excluded_timestamps,
+)
 
 MAX_DETECTIONS_PER_FRAME = 50
 IOU_THRESHOLD = 0.5
@@ -126,8 +131,6 @@ def evaluate(
         labelmap = read_labelmap(labelmap)
     if not isinstance(groundtruth, pd.DataFrame):
         groundtruth = read_ava_csv(groundtruth, kind="groundtruth")
-    if not isinstance(detections, pd.DataFrame):
-        detections = read_ava_csv(detections, kind="detections")
     if isinstance(excluded, str | Path):
         excluded = read_excluded_timestamps(excluded)
     excluded = set(excluded or ())
@@ -143,20 +146,17 @@ def evaluate(
 
     gt = groundtruth[np.isin(groundtruth["action_id"].to_numpy(), ids)
                      & groundtruth["x1"].notna().to_numpy()]
-    # Detections stay as columns and are selected by index, once per step: copying the frame
-    # (video ids included) costs more than the evaluation itself on AVA-sized files.
-    det_rows = np.flatnonzero(np.isin(detections["action_id"].to_numpy(), ids))
-    gt_key, det_key, excluded_keys = _frame_keys(gt, detections, det_rows, excluded)
-    det_score = detections["score"].to_numpy(np.float64)[det_rows]
-    det_action = detections["action_id"].to_numpy(np.int64)[det_rows]
-    det_box = np.column_stack([detections[c].to_numpy(np.float64)[det_rows] for c in BOX_COLUMNS])
+    det = _DetectionColumns.load(detections, ids)
+    gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
+    det_score, det_action, det_box = det.score, det.action, det.box
+    del det  # its arrays are selected from below; keep peak memory down
     # Frames in the order the official reader first meets them: its per-class score arrays are
     # concatenated in that order, which decides how numpy's sort breaks ties.
     det_frame_order = pd.factorize(det_key)[0]
     kept, within_rank = _cap_per_frame(
         det_frame_order, det_score, det_action, det_box, max_detections_per_frame
     )
-    num_dropped_by_cap = len(det_rows) - len(kept)
+    num_dropped_by_cap = len(det_key) - len(kept)
 
     gt_keep = ~np.isin(gt_key, excluded_keys)
     gt_key = gt_key[gt_keep]
@@ -250,28 +250,62 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     return intersection / (area1 + area2 - intersection)
 
 
+@dataclass
+class _DetectionColumns:
+    """Detections of label-map classes as arrays: video [N] (index into `videos`),
+    timestamp [N], box [N, 4] (x1, y1, x2, y2), action [N], score [N]; rows in file order."""
+
+    videos: list[str]
+    video: np.ndarray
+    timestamp: np.ndarray
+    box: np.ndarray
+    action: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def load(cls, detections: pd.DataFrame | str | Path, ids: np.ndarray) -> _DetectionColumns:
+        """From a frame of `read_ava_csv(kind="detections")`, or from a CSV read piece by
+        piece: a frame holds a Python string per row for the video id, which on files of
+        millions of rows costs more memory than everything else together."""
+        pieces = [detections] if isinstance(detections, pd.DataFrame) else \
+            iter_ava_csv(detections, kind="detections")
+        table: dict[str, int] = {}
+        parts = []
+        for piece in pieces:
+            rows = np.flatnonzero(np.isin(piece["action_id"].to_numpy(), ids))
+            codes, names = pd.factorize(piece["video_id"].to_numpy()[rows])
+            global_codes = np.array([table.setdefault(v, len(table)) for v in names],
+                                    dtype=np.int64)
+            parts.append((
+                global_codes[codes],
+                piece["timestamp"].to_numpy(np.int64)[rows],
+                np.column_stack([piece[c].to_numpy(np.float64)[rows] for c in BOX_COLUMNS]),
+                piece["action_id"].to_numpy(np.int64)[rows],
+                piece["score"].to_numpy(np.float64)[rows],
+            ))
+        if not parts:
+            parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)),
+                      np.zeros(0, np.int64), np.zeros(0))]
+        video, timestamp, box, action, score = (np.concatenate(p) for p in zip(*parts, strict=True))
+        return cls(list(table), video, timestamp, box.reshape(-1, 4), action, score)
+
+
 def _frame_keys(
-    gt: pd.DataFrame, det: pd.DataFrame, det_rows: np.ndarray, excluded: set[tuple[str, int]]
+    gt: pd.DataFrame, det: _DetectionColumns, excluded: set[tuple[str, int]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One int64 key per (video_id, timestamp), shared by the ground truth, the detections in
-    `det_rows` and the excluded frames."""
-    excluded_videos = pd.Series([v for v, _ in excluded], dtype=object)
-    videos, uniques = pd.factorize(pd.concat(
-        [gt["video_id"].astype(object), excluded_videos], ignore_index=True
-    ))
-    # Detection videos are looked up in the same table, new ones appended after it.
-    det_videos = pd.Index(uniques).get_indexer(det["video_id"].astype(object))
-    unseen = det_videos < 0
-    if unseen.any():
-        det_videos[unseen] = pd.factorize(det["video_id"].to_numpy()[unseen])[0] + len(uniques)
-    timestamps = [gt["timestamp"].to_numpy(np.int64),
-                  det["timestamp"].to_numpy(np.int64)[det_rows],
+    """One int64 key per (video_id, timestamp), shared by the ground truth, the detections and
+    the excluded frames."""
+    known = pd.Index(det.videos, dtype=object)
+    other = pd.Series([*gt["video_id"].astype(object), *(v for v, _ in excluded)], dtype=object)
+    codes = known.get_indexer(other)
+    unseen = codes < 0
+    codes[unseen] = pd.factorize(other[unseen].to_numpy())[0] + len(known)
+    timestamps = [gt["timestamp"].to_numpy(np.int64), det.timestamp,
                   np.array([t for _, t in excluded], dtype=np.int64)]
     stride = int(max(t.max(initial=0) for t in timestamps)) + 1
-    gt_videos, excluded_video_codes = videos[:len(gt)], videos[len(gt):]
-    return (gt_videos.astype(np.int64) * stride + timestamps[0],
-            det_videos[det_rows].astype(np.int64) * stride + timestamps[1],
-            excluded_video_codes.astype(np.int64) * stride + timestamps[2])
+    return (codes[:len(gt)].astype(np.int64) * stride + timestamps[0],
+            det.video * stride + timestamps[1],
+            codes[len(gt):].astype(np.int64) * stride + timestamps[2])
 
 
 def _cap_per_frame(
