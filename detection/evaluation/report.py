@@ -50,11 +50,12 @@ def per_class_table(
     """One row per class with ground truth, sorted by AP (highest first): ``class``, ``ap``,
     then ``group`` when a label map with groups is given (matched by class name), and for a
     `FrameMapResult` ``action_id``, ``groundtruth``, ``detections``, ``true_positives``."""
+    group_of = _group_of(groups) if groups is not None else None
     rows = []
     for name, ap in result.per_class.items():
         row: dict[str, object] = {"class": name, "ap": ap}
-        if groups is not None:
-            row["group"] = _group_of(groups).get(name, NO_GROUP)
+        if group_of is not None:
+            row["group"] = group_of.get(name, NO_GROUP)
         if isinstance(result, FrameMapResult):
             row["action_id"] = result.class_ids[name]
             row["groundtruth"] = result.num_groundtruth[name]
