@@ -11,6 +11,7 @@ from detection.models import (
     block_temporal_kernels,
     build_model,
 )
+from detection.models.inference import optimize_for_inference
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -208,3 +209,26 @@ def test_nonlocal_group_attends_within_time_chunks():
             2,
         )
     torch.testing.assert_close(y, expected)
+
+
+@pytest.mark.parametrize("name", ["test/SLOWFAST_TINY.yaml", "test/SLOW_TINY.yaml"])
+def test_inference_copy_gives_the_same_scores(name):
+    model = _build(name, "RESNET.STRIDE_1X1", "True")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(0.0, 0.2)
+                m.running_mean.normal_(0.0, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast_model = optimize_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast_model.modules())
+    slow, fast = _clips()
+    inputs = [slow, fast] if model.num_pathways == 2 else [fast[:, :, :4]]
+    with torch.no_grad():
+        expected = model(inputs, BOXES)
+        got = fast_model(inputs, BOXES)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -1,0 +1,204 @@
+"""A faster CPU inference copy of a detection network, with the same outputs up to float rounding.
+
+`optimize_for_inference(model)` folds every BatchNorm into the conv before it and runs the network
+on channels-last-3d activations ([B, C, T, H, W] stored as [B, T, H, W, C]), where each kind of
+3D convolution becomes a cheaper operation (measured with benchmarks/model_forward.py):
+
+- k x 1 x 1 convs (all 1x1x1 convs and the temporal "a" convs): one matrix product per temporal
+  tap over rows of pixels; taps that would only read the zero padding at the clip's ends are
+  skipped instead of computed.
+- 1 x k x k convs (the spatial "b" convs and the slow stem): 2D convs over the frames, folded into
+  the batch; channels-last for the narrow Fast pathway, where oneDNN's 3D kernels are slow.
+- 1 x 3 x 3 max-pools: 2D max-pools over the frames.
+- anything else (the Fast stem, the time-strided lateral convs): a channels-last conv3d.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_CL3D = torch.channels_last_3d
+
+# (conv, BN) attribute pairs in our modules where the BN directly follows the conv.
+_CONV_BN_PAIRS = (
+    ("conv", "bn"),  # stems
+    ("conv_f2s", "bn"),  # lateral connections
+    ("conv_out", "bn"),  # non-local blocks
+    ("branch1", "branch1_bn"),  # projection shortcuts
+    ("a", "a_bn"),
+    ("b", "b_bn"),
+    ("c", "c_bn"),
+)
+
+
+@torch.no_grad()
+def _fold_bn(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
+    """conv <- bn(conv(.)) with BN's running statistics; gives conv a bias if it had none."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv.weight.mul_(scale.view(-1, 1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+
+
+def _frames_to_batch(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B*T, C, H, W] (a view when x is channels-last-3d)."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w)
+
+
+def _batch_to_frames(y: torch.Tensor, b: int) -> torch.Tensor:
+    """[B*T, C, H, W] -> [B, C, T, H, W]; channels-last-3d when y is channels-last."""
+    return y.view(b, -1, *y.shape[1:]).transpose(1, 2)
+
+
+class TemporalGemmConv(nn.Module):
+    """A kT x 1 x 1 conv (temporal stride 1, spatial stride s, no spatial padding) as matrix
+    products: output frame t += input frame (t + k - pad) @ W_k for each tap k in range.
+
+    [B, C, T, H, W] -> [B, O, T', H/s, W/s] (channels-last-3d).
+    """
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        kt = conv.kernel_size[0]
+        self.pad = conv.padding[0]
+        self.spatial_stride = conv.stride[1]
+        # [kt, C, O]: tap k maps C input channels to O outputs.
+        self.weight = nn.Parameter(
+            conv.weight.detach()[:, :, :, 0, 0].permute(2, 1, 0).contiguous()
+        )
+        self.bias = nn.Parameter(conv.bias.detach().clone())
+        self.kt = kt
+
+    @staticmethod
+    def supports(conv: nn.Conv3d) -> bool:
+        _, kh, kw = conv.kernel_size
+        return (
+            kh == kw == 1
+            and conv.stride[0] == 1
+            and conv.stride[1] == conv.stride[2]
+            and conv.padding[1:] == (0, 0)
+            and conv.dilation == (1, 1, 1)
+            and conv.groups == 1
+            and conv.bias is not None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.spatial_stride
+        if s > 1:
+            x = x[:, :, :, ::s, ::s]
+        rows = x.permute(0, 2, 3, 4, 1)  # [B, T, H, W, C], a view for channels-last-3d input
+        b, t, h, w, c = rows.shape
+        t_out = t + 2 * self.pad - self.kt + 1
+        rows = rows.reshape(b, t * h * w, c)
+        out_ch = self.weight.shape[2]
+        y = self.bias.expand(b, t_out * h * w, out_ch).contiguous()
+        for k in range(self.kt):
+            shift = k - self.pad  # output frame t reads input frame t + shift
+            lo, hi = max(0, -shift), min(t_out, t - shift)
+            if lo >= hi:
+                continue
+            y[:, lo * h * w : hi * h * w].baddbmm_(
+                rows[:, (lo + shift) * h * w : (hi + shift) * h * w],
+                self.weight[k].expand(b, c, out_ch),
+            )
+        return y.view(b, t_out, h, w, out_ch).permute(0, 4, 1, 2, 3)
+
+
+class FramewiseConv(nn.Module):
+    """A 1 x kh x kw conv (temporal stride 1) as a 2D conv over frames folded into the batch.
+    Dilated convs run in the default layout, where oneDNN's dilated kernels are faster."""
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        self.channels_last = conv.dilation[1:] == (1, 1)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.weight = nn.Parameter(conv.weight.detach()[:, :, 0].contiguous(memory_format=fmt))
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+        self.stride = conv.stride[1:]
+        self.padding = conv.padding[1:]
+        self.dilation = conv.dilation[1:]
+        self.groups = conv.groups
+
+    @staticmethod
+    def supports(conv: nn.Conv3d) -> bool:
+        return conv.kernel_size[0] == 1 and conv.stride[0] == 1 and conv.padding[0] == 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = _frames_to_batch(x.contiguous(memory_format=_CL3D))
+        if not self.channels_last:
+            frames = frames.contiguous()
+        y = F.conv2d(
+            frames, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+        return _batch_to_frames(y, x.shape[0]).contiguous(memory_format=_CL3D)
+
+
+class FramewiseMaxPool(nn.Module):
+    """A 1 x k x k max-pool as a 2D max-pool over frames folded into the batch."""
+
+    def __init__(self, pool: nn.MaxPool3d) -> None:
+        super().__init__()
+        self.kernel_size = pool.kernel_size[1:]
+        self.stride = pool.stride[1:]
+        self.padding = pool.padding[1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = _frames_to_batch(x.contiguous(memory_format=_CL3D))
+        y = F.max_pool2d(frames, self.kernel_size, self.stride, self.padding)
+        return _batch_to_frames(y, x.shape[0])
+
+
+class ChannelsLastConv3d(nn.Module):
+    """Any other conv, run by oneDNN on channels-last-3d tensors."""
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        self.conv = conv.to(memory_format=_CL3D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.contiguous(memory_format=_CL3D))
+
+
+def _as_3_tuple(v: int | tuple[int, ...]) -> tuple[int, ...]:
+    return v if isinstance(v, tuple) else (v, v, v)
+
+
+def _replacement(module: nn.Module) -> nn.Module | None:
+    if isinstance(module, nn.Conv3d):
+        if TemporalGemmConv.supports(module):
+            return TemporalGemmConv(module)
+        if FramewiseConv.supports(module):
+            return FramewiseConv(module)
+        return ChannelsLastConv3d(module)
+    if isinstance(module, nn.MaxPool3d):
+        kernel, stride = _as_3_tuple(module.kernel_size), _as_3_tuple(module.stride)
+        if kernel[0] == 1 and stride[0] == 1 and _as_3_tuple(module.padding)[0] == 0:
+            return FramewiseMaxPool(module)
+    return None
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` for fast CPU inference; `model` itself is not changed.
+
+    The copy takes the same inputs and gives the same outputs as `model.eval()` up to float
+    rounding (about 1e-6 on sigmoid scores). It cannot be trained, and its state-dict names
+    differ from PySlowFast's, so load checkpoints into `model` before calling this.
+    """
+    fast = copy.deepcopy(model).eval()
+    for module in list(fast.modules()):
+        for conv_name, bn_name in _CONV_BN_PAIRS:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d):
+                _fold_bn(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+    for parent in list(fast.modules()):
+        for name, child in list(parent.named_children()):
+            replacement = _replacement(child)
+            if replacement is not None:
+                setattr(parent, name, replacement)
+    return fast
