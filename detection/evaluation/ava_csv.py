@@ -230,29 +230,42 @@ def write_detections(
     if not np.isfinite(scores).all():
         raise ValueError("scores must be finite")
 
-    num_classes = len(action_ids)
-    frame_keys = [f"{v},{int(t):04d}" for v, t in zip(video_ids, timestamps, strict=True)]
-    box_text = [f"{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f}" for x1, y1, x2, y2 in boxes.tolist()]
-    prefixes = np.repeat(
-        np.array([f"{k},{b}," for k, b in zip(frame_keys, box_text, strict=True)], dtype=object),
-        num_classes,
-    )
-    suffixes = [f"{a},{s:.6f}\n" for a, s in zip(
-        np.tile(action_ids, num_boxes).tolist(), scores.reshape(-1).tolist(), strict=True
-    )]
-    _write_atomically(Path(path), "".join(p + s for p, s in zip(prefixes, suffixes, strict=True)))
-
-
-def _write_atomically(path: Path, text: str) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            # A block of boxes at a time: the text of a whole test split (tens of millions of
+            # rows) would not fit in memory.
+            for start in range(0, num_boxes, _BOXES_PER_WRITE):
+                block = slice(start, start + _BOXES_PER_WRITE)
+                f.write(_detection_rows(video_ids[block], timestamps[block], boxes[block],
+                                        scores[block], action_ids))
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+_BOXES_PER_WRITE = 10_000
+
+
+def _detection_rows(
+    video_ids: Sequence[str],
+    timestamps: Sequence[int],
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    action_ids: np.ndarray,
+) -> str:
+    """CSV text for [K] boxes x [C] classes, box by box."""
+    actions = [f",{a}," for a in action_ids.tolist()]
+    lines = []
+    for video, timestamp, (x1, y1, x2, y2), box_scores in zip(
+        video_ids, timestamps, boxes.tolist(), scores.tolist(), strict=True
+    ):
+        prefix = f"{video},{int(timestamp):04d},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f}"
+        lines.extend(f"{prefix}{a}{s:.6f}\n" for a, s in zip(actions, box_scores, strict=True))
+    return "".join(lines)
 
 
 def _read_bytes(path: Path) -> bytes:
