@@ -196,6 +196,24 @@ def test_equal_iou_takes_the_box_with_the_highest_person_id(tmp_path):
     assert run(tmp_path, gt_swapped, det).num_true_positives["stand"] == 2
 
 
+def test_equal_iou_without_person_ids_follows_the_official_heap_order(tmp_path):
+    # Without person ids every box scores 1 in the official reader, which leaves the frame's
+    # boxes in its heap order. Pushing RIGHT then LEFT puts LEFT first (the smaller entry,
+    # (1.0, 12, y1=0, x1=0, ...) < (1.0, 12, 0, 0.5, ...), rises to the top), so the full-frame
+    # detection (IoU 0.5 with both) claims LEFT and the RIGHT detection is a second TP; file
+    # order would have given RIGHT to the first detection and left one TP.
+    gt = [("v", 902, RIGHT, 12), ("v", 902, LEFT, 12)]
+    det = [("v", 902, FULL, 12, 0.9), ("v", 902, RIGHT, 12, 0.8)]
+    result = run(tmp_path, gt, det)
+    assert result.num_true_positives["stand"] == 2
+    labelmap = tmp_path / "labelmap.pbtxt"
+    labelmap.write_text('item {\n  name: "stand"\n  id: 12\n}\n')
+    _, reference_ap = load_reference().reference_evaluate(
+        labelmap, tmp_path / "gt.csv", tmp_path / "det.csv"
+    )
+    assert reference_ap == {12: result.per_class["stand"]} == {12: 1.0}
+
+
 def test_accepts_read_frames_and_label_map(tmp_path):
     gt = gt_csv(tmp_path, [("v", 902, FULL, 12)])
     det = det_csv(tmp_path, [("v", 902, FULL, 12, 0.9)])

@@ -32,10 +32,9 @@ the cap at 50) depends on a tie are replayed row by row with the official heap r
 frame is handled with array operations.
 
 On equal IoU the official code takes the first box in its frame's order: by descending person id
-(its reader takes the 8th column as a score, in ground truth too), then its heap order among
-equal person ids or without them, where we use file order. The two can differ only when one
-detection has exactly the same IoU with two different boxes of its class in one frame that have
-no distinct person ids.
+(its reader takes the 8th column as a score, in ground truth too), equal person ids (or none) in
+its heap order. We use that order, replaying the heap for the frames where a detection's best
+IoU is shared by several boxes.
 """
 
 from __future__ import annotations
@@ -166,7 +165,9 @@ def evaluate(
     # the person id, and sorts each frame's boxes by it, descending: that order picks the box
     # on equal IoU. Rows without a person id get its default score, 1.
     person = gt["person_id"].to_numpy() if "person_id" in gt else np.full(len(gt), -1)
-    gt_tie_order = -np.where(person >= 0, person, 1).astype(np.float64)[gt_keep]
+    gt_score = np.where(person >= 0, person, 1).astype(np.float64)[gt_keep]
+    gt_action = gt["action_id"].to_numpy(np.int64)[gt_keep]
+    gt_rank = _rank_in_frame(gt_key, gt_score)
     gt_frames = np.unique(gt_key)
 
     kept_box = det_box[kept]
@@ -182,10 +183,18 @@ def evaluate(
     )
 
     num_classes = len(ids)
-    is_tp = _match(
-        det_key * num_classes + det_class, det_box, within_rank,
-        gt_key * num_classes + gt_class, gt_box, gt_tie_order, iou_threshold,
-    )
+    det_group, gt_group = det_key * num_classes + det_class, gt_key * num_classes + gt_class
+    is_tp, tied_groups = _match(det_group, det_box, within_rank, gt_group, gt_box, gt_rank,
+                                iou_threshold)
+    if tied_groups.size:
+        # Some detection has the same best IoU with several boxes: which one it takes follows
+        # the official reader's heap order of the frame's boxes, so replay those frames.
+        for frame_key in np.unique(tied_groups // num_classes):
+            rows = np.flatnonzero(gt_key == frame_key)
+            ordered = _official_heap_order(rows, gt_score, gt_action, gt_box, len(rows))
+            gt_rank[ordered] = np.arange(len(ordered))
+        is_tp, _ = _match(det_group, det_box, within_rank, gt_group, gt_box, gt_rank,
+                          iou_threshold)
 
     # Grouped by class, each class in the official concatenation order: frames in order of
     # first appearance, then rank in the frame.
@@ -397,19 +406,21 @@ def _match(
     det_rank: np.ndarray,
     gt_group: np.ndarray,
     gt_box: np.ndarray,
-    gt_tie_order: np.ndarray,
+    gt_rank: np.ndarray,
     iou_threshold: float,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy official matching, all frames and classes at once.
 
     Args:
         det_group, gt_group: [D], [G] one int per (frame, class).
         det_box, gt_box: [D, 4], [G, 4] boxes (x1, y1, x2, y2).
-        det_rank: [D] the detection's position in its frame's official order.
-        gt_tie_order: [G] on equal IoU the box with the lowest value wins (then file order).
+        det_rank, gt_rank: [D], [G] position in the frame's official order; on equal IoU the
+            box with the lowest rank is taken.
 
     Returns:
-        [D] bool, true positives.
+        is_tp: [D] bool, true positives.
+        tied_groups: the groups where a detection's best IoU (>= threshold) is shared by
+            several boxes, so that `gt_rank` decides.
 
     Each detection takes the highest-IoU box of its group. A box can be claimed only by
     detections that pick it as their best with IoU >= threshold, and the earliest of them in the
@@ -417,7 +428,7 @@ def _match(
     sequential loop reduces to "first claimant per box".
     """
     num_det = len(det_group)
-    gt_order = np.lexsort((gt_tie_order, gt_group))  # stable: then file order
+    gt_order = np.lexsort((gt_rank, gt_group))
     sorted_groups = gt_group[gt_order]
     first = np.searchsorted(sorted_groups, det_group, side="left")
     count = np.searchsorted(sorted_groups, det_group, side="right") - first
@@ -435,6 +446,7 @@ def _match(
     first_best = at_best[_run_starts(pair_det[at_best])]
     best_gt = np.full(num_det, -1, dtype=np.int64)
     best_gt[pair_det[first_best]] = pair_gt[first_best]
+    shared_best = np.bincount(pair_det[at_best], minlength=num_det) > 1
 
     claimants = np.flatnonzero(best_iou >= iou_threshold)
     claimants = claimants[np.lexsort((det_rank[claimants], best_gt[claimants]))]
@@ -442,7 +454,18 @@ def _match(
     winners = claimants[_run_starts(claimed)]
     is_tp = np.zeros(num_det, dtype=bool)
     is_tp[winners] = True
-    return is_tp
+    return is_tp, det_group[shared_best & (best_iou >= iou_threshold)]
+
+
+def _rank_in_frame(frame: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """[N] each row's position in its frame by descending score, equal scores in file order
+    (the official order wherever scores differ)."""
+    order = np.lexsort((np.arange(len(frame)), -score, frame))
+    sorted_frame = frame[order]
+    starts = np.flatnonzero(_run_starts(sorted_frame))
+    rank = np.empty(len(frame), dtype=np.int64)
+    rank[order] = np.arange(len(frame)) - np.repeat(starts, np.diff(np.r_[starts, len(frame)]))
+    return rank
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
