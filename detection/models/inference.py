@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resnet3d import ResBlock
+
 _CL3D = torch.channels_last_3d
 
 # (conv, BN) attribute pairs in our modules where the BN directly follows the conv.
@@ -87,26 +89,83 @@ class TemporalGemmConv(nn.Module):
             and conv.bias is not None
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, accumulate_into: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, C, T, H, W]. With `accumulate_into` ([B, T'*H'*W', O] rows that already hold the
+        bias plus anything to add, e.g. a residual), the products are added to it in place."""
         s = self.spatial_stride
         if s > 1:
             x = x[:, :, :, ::s, ::s]
         rows = x.permute(0, 2, 3, 4, 1)  # [B, T, H, W, C], a view for channels-last-3d input
         b, t, h, w, c = rows.shape
+        hw = h * w
         t_out = t + 2 * self.pad - self.kt + 1
-        rows = rows.reshape(b, t * h * w, c)
+        rows = rows.reshape(b, t * hw, c)
         out_ch = self.weight.shape[2]
-        y = self.bias.expand(b, t_out * h * w, out_ch).contiguous()
+        # Output frame t reads input frame t + k - pad through tap k; frames of the zero padding
+        # contribute nothing, so each tap only covers the output frames [lo, hi) it reaches.
+        taps = []
         for k in range(self.kt):
-            shift = k - self.pad  # output frame t reads input frame t + shift
+            shift = k - self.pad
             lo, hi = max(0, -shift), min(t_out, t - shift)
-            if lo >= hi:
-                continue
-            y[:, lo * h * w : hi * h * w].baddbmm_(
-                rows[:, (lo + shift) * h * w : (hi + shift) * h * w],
-                self.weight[k].expand(b, c, out_ch),
+            if lo < hi:
+                taps.append((k, shift, lo, hi))
+        y = accumulate_into
+        if y is None:
+            full = next((tap for tap in taps if tap[2] == 0 and tap[3] == t_out), None)
+            if full is None:
+                y = self.bias.expand(b, t_out * hw, out_ch).contiguous()
+            else:
+                # The tap that reaches every output frame writes the result, bias included.
+                k, shift, _, _ = full
+                src = rows[:, shift * hw : (t_out + shift) * hw]
+                y = torch.baddbmm(self.bias, src, self.weight[k].expand(b, c, out_ch))
+                taps.remove(full)
+        for k, shift, lo, hi in taps:
+            y[:, lo * hw : hi * hw].baddbmm_(
+                rows[:, (lo + shift) * hw : (hi + shift) * hw], self.weight[k].expand(b, c, out_ch)
             )
         return y.view(b, t_out, h, w, out_ch).permute(0, 4, 1, 2, 3)
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B, T*H*W, C] (a view for channels-last-3d x)."""
+    return x.permute(0, 2, 3, 4, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
+class GemmResBlock(nn.Module):
+    """A residual block whose last 1x1x1 conv adds its products straight into the shortcut
+    (which already carries that conv's bias), saving the separate residual-add pass."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.branch2 = block.branch2
+        self.branch1 = block.branch1
+        c = self.branch2.c
+        if self.branch1 is not None:
+            self.branch1.bias = nn.Parameter(self.branch1.bias + c.bias)
+
+    @staticmethod
+    def supports(block: nn.Module) -> bool:
+        c, shortcut = block.branch2.c, block.branch1
+        return (
+            isinstance(c, TemporalGemmConv)
+            and c.kt == 1
+            and c.spatial_stride == 1
+            and (shortcut is None or isinstance(shortcut, TemporalGemmConv))
+            and isinstance(block.branch2.c_bn, nn.Identity)
+            and (shortcut is None or isinstance(block.branch1_bn, nn.Identity))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        br = self.branch2
+        h = br.b_relu(br.b(br.a_relu(br.a(x))))
+        if self.branch1 is not None:
+            y = self.branch1(x)
+            acc = _rows(y)
+        else:
+            acc = _rows(x) + br.c.bias
+        y = br.c(h, accumulate_into=acc)
+        return y.relu_()
 
 
 class FramewiseConv(nn.Module):
@@ -201,4 +260,8 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
             replacement = _replacement(child)
             if replacement is not None:
                 setattr(parent, name, replacement)
+    for parent in list(fast.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ResBlock) and GemmResBlock.supports(child):
+                setattr(parent, name, GemmResBlock(child))
     return fast

@@ -55,7 +55,11 @@ class ResNetRoIHead(nn.Module):
         for x in features:
             # The mean over all frames is PySlowFast's AvgPool3d([T, 1, 1]) for the T it was
             # built for, and stays right for clips of any length.
-            x = x.mean(dim=2)
+            if x.is_contiguous(memory_format=torch.channels_last_3d):
+                # PyTorch reduces a channels-last tensor over time ~20x slower than this view.
+                x = x.permute(0, 2, 3, 4, 1).mean(dim=1).permute(0, 3, 1, 2)
+            else:
+                x = x.mean(dim=2)
             x = roi_align(
                 x,
                 boxes.to(x.dtype),
