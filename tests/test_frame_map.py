@@ -111,8 +111,11 @@ def test_classes_without_groundtruth_are_left_out_and_other_classes_dropped(tmp_
     assert json.loads(path.read_text()) == {"mAP": 1.0, "per_class": {"stand": 1.0}}
 
 
-def test_no_groundtruth_at_all_gives_nan(tmp_path):
-    assert math.isnan(run(tmp_path, [], [("v", 902, FULL, 12, 0.9)]).mAP)
+def test_no_groundtruth_at_all_gives_nan_written_as_json_null(tmp_path):
+    result = run(tmp_path, [], [("v", 902, FULL, 12, 0.9)])
+    assert math.isnan(result.mAP)
+    result.to_json(tmp_path / "result.json")
+    assert json.loads((tmp_path / "result.json").read_text()) == {"mAP": None, "per_class": {}}
 
 
 def test_cap_keeps_the_50_best_per_frame(tmp_path):

@@ -20,14 +20,14 @@ rejects them.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from detection.utils.atomic import atomic_write
 
 Kind = Literal["groundtruth", "detections", "boxes"]
 
@@ -230,21 +230,13 @@ def write_detections(
     if not np.isfinite(scores).all():
         raise ValueError("scores must be finite")
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            # A block of boxes at a time: the text of a whole test split (tens of millions of
-            # rows) would not fit in memory.
-            for start in range(0, num_boxes, _BOXES_PER_WRITE):
-                block = slice(start, start + _BOXES_PER_WRITE)
-                f.write(_detection_rows(video_ids[block], timestamps[block], boxes[block],
-                                        scores[block], action_ids))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path, newline="") as f:
+        # A block of boxes at a time: the text of a whole test split (tens of millions of
+        # rows) would not fit in memory.
+        for start in range(0, num_boxes, _BOXES_PER_WRITE):
+            block = slice(start, start + _BOXES_PER_WRITE)
+            f.write(_detection_rows(video_ids[block], timestamps[block], boxes[block],
+                                    scores[block], action_ids))
 
 
 _BOXES_PER_WRITE = 10_000

@@ -42,8 +42,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +57,7 @@ from detection.evaluation.ava_csv import (
     read_ava_csv,
     read_excluded_timestamps,
 )
+from detection.utils.atomic import atomic_write
 
 MAX_DETECTIONS_PER_FRAME = 50
 IOU_THRESHOLD = 0.5
@@ -91,17 +90,13 @@ class FrameMapResult:
 
     def to_json(self, path: str | Path) -> None:
         """Write `to_dict` as JSON, atomically (temporary file beside it, then renamed)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=2)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        doc = self.to_dict()
+        # With no ground truth at all mAP is NaN, which is not JSON: write null instead.
+        if math.isnan(self.mAP):
+            doc["mAP"] = None
+        with atomic_write(path) as f:
+            json.dump(doc, f, indent=2, allow_nan=False)
+            f.write("\n")
 
 
 def evaluate(
