@@ -32,3 +32,75 @@ def synthetic_ava(tmp_path_factory):
     return generate_synthetic_ava(
         root, num_videos=3, num_val=1, seconds=6, seed=4, write_frames=True, progress=False
     )
+
+
+# --- person detector weights: random networks in the official file formats --------------------
+
+
+def _save_random_frcnn(path: Path, arch: str) -> dict:
+    """A randomly initialized torchvision Faster R-CNN whose box classifier says "person"
+    (label 1) for every proposal and whose box regressor keeps proposals as they are, so the
+    person path runs end to end without the official weights. Returns its state dict."""
+    import torch
+    from torchvision.models import detection
+
+    torch.manual_seed(0)
+    model = getattr(detection, arch)(weights=None, weights_backbone=None)
+    predictor = model.roi_heads.box_predictor
+    with torch.no_grad():
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.zero_()
+        predictor.cls_score.bias[1] = 6.0  # softmax person score e^6 / (e^6 + 90) = 0.82
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+    state = model.state_dict()
+    torch.save(state, path)
+    return state
+
+
+@pytest.fixture(scope="session")
+def save_random_frcnn():
+    """`save_random_frcnn(path, arch) -> state_dict`: writes a torchvision weights file."""
+    return _save_random_frcnn
+
+
+@pytest.fixture(scope="session")
+def detectron2_zoo_state():
+    """A model-zoo-format state dict ({name: ndarray}) of a randomly initialized
+    faster_rcnn_R_50_FPN_3x whose box classifier says "person" (class 0) for every proposal
+    and whose box regressor keeps proposals as they are."""
+    pytest.importorskip("detectron2")
+    import torch
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from detection.person.detectron2_rcnn import DEFAULT_CONFIG, resolve_config
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(resolve_config(DEFAULT_CONFIG)))
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    predictor = model.roi_heads.box_predictor
+    with torch.no_grad():
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.zero_()
+        predictor.cls_score.bias[0] = 6.0  # softmax person score e^6 / (e^6 + 80) = 0.8345
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+    return {name: value.numpy() for name, value in model.state_dict().items()}
+
+
+@pytest.fixture(scope="session")
+def write_zoo_pickle():
+    """`write_zoo_pickle(path, state) -> path`: a Detectron2 model-zoo pickle
+    ({"model": {name: ndarray}, "__author__": ...}) as `model_final_*.pkl` files are."""
+
+    def write(path: Path, state: dict) -> Path:
+        import pickle
+
+        with path.open("wb") as f:
+            pickle.dump({"model": state, "__author__": "test"}, f)
+        return path
+
+    return write

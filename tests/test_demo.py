@@ -149,3 +149,36 @@ def test_span_outside_the_video_is_a_clear_error(tmp_path, project_root):
     cfg = load_config(str(project_root / TINY))
     with pytest.raises(DemoError, match=r"short\.mkv.*lasts 1\.00 s"):
         run_demo(cfg, video, tmp_path / "o.mp4", start_s=5.0, show_progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("detector", ["torchvision", "detectron2"])
+def test_demo_with_network_person_detectors_from_local_files(
+    tmp_path, project_root, synthetic_ava, detector, save_random_frcnn, write_zoo_pickle, request
+):
+    """The network backends run inside the demo from a local weights file in the official
+    format (random networks whose classifier calls every proposal a person)."""
+    if detector == "torchvision":
+        weights = tmp_path / "frcnn.pth"
+        save_random_frcnn(weights, "fasterrcnn_resnet50_fpn")
+        key = "DEMO.TORCHVISION_WEIGHTS"
+    else:
+        state = request.getfixturevalue("detectron2_zoo_state")  # skips without detectron2
+        weights = write_zoo_pickle(tmp_path / "model_final.pkl", state)
+        key = "DEMO.DETECTRON2_WEIGHTS"
+    video = synthetic_ava.root / "videos" / f"{synthetic_ava.val_videos[0]}.mp4"
+    cfg = load_config(
+        str(project_root / TINY), ["DEMO.DETECTOR", detector, key, str(weights),
+                                   "DEMO.PERSON_SCORE_THRESH", "0.5"]
+    )
+    result = run_demo(
+        cfg, video, tmp_path / "o.mp4", output_csv=tmp_path / "o.csv", start_s=1.5, end_s=3.5,
+        show_progress=False,
+    )
+    frames, fps, _ = _decoded(tmp_path / "o.mp4")
+    assert fps == 30 and len(frames) == result.frames_written == 60
+    assert [p.time_s for p in result.predictions] == [2.0, 3.0]
+    assert all(len(p.boxes) > 0 for p in result.predictions)
+    for p in result.predictions:
+        assert p.action_scores.shape == (len(p.boxes), cfg.MODEL.NUM_CLASSES)
+    assert len(read_ava_csv(tmp_path / "o.csv", kind="detections")) > 0

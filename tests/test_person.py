@@ -173,30 +173,10 @@ def test_torchvision_rejects_a_foreign_state_dict(tmp_path):
         TorchvisionPersonDetector(tmp_path / "garbage.pth")
 
 
-def _save_random_frcnn(path: Path, arch: str) -> dict:
-    """A randomly initialized torchvision Faster R-CNN whose box classifier says "person"
-    (label 1) for every proposal and whose box regressor keeps proposals as they are, so the
-    person path runs end to end without the official weights."""
-    from torchvision.models import detection
-
-    torch.manual_seed(0)
-    model = getattr(detection, arch)(weights=None, weights_backbone=None)
-    predictor = model.roi_heads.box_predictor
-    with torch.no_grad():
-        predictor.cls_score.weight.zero_()
-        predictor.cls_score.bias.zero_()
-        predictor.cls_score.bias[1] = 6.0  # softmax person score e^6 / (e^6 + 90) = 0.82
-        predictor.bbox_pred.weight.zero_()
-        predictor.bbox_pred.bias.zero_()
-    state = model.state_dict()
-    torch.save(state, path)
-    return state
-
-
 @pytest.mark.slow
-def test_torchvision_loads_a_local_state_dict_and_detects(tmp_path, vtest_frames):
+def test_torchvision_loads_a_local_state_dict_and_detects(tmp_path, vtest_frames, save_random_frcnn):
     path = tmp_path / "frcnn.pth"
-    state = _save_random_frcnn(path, "fasterrcnn_resnet50_fpn")
+    state = save_random_frcnn(path, "fasterrcnn_resnet50_fpn")
     detector = build_detector("torchvision", weights=path, score_thresh=0.5, min_size=320)
     assert detector.arch == "fasterrcnn_resnet50_fpn"
     loaded = detector.model.state_dict()
@@ -211,9 +191,9 @@ def test_torchvision_loads_a_local_state_dict_and_detects(tmp_path, vtest_frames
 
 
 @pytest.mark.slow
-def test_torchvision_tells_v2_from_its_keys(tmp_path):
+def test_torchvision_tells_v2_from_its_keys(tmp_path, save_random_frcnn):
     path = tmp_path / "frcnn_v2.pth"
-    _save_random_frcnn(path, "fasterrcnn_resnet50_fpn_v2")
+    save_random_frcnn(path, "fasterrcnn_resnet50_fpn_v2")
     assert build_detector("torchvision", weights=path).arch == "fasterrcnn_resnet50_fpn_v2"
 
 
@@ -248,40 +228,6 @@ def test_detectron2_missing_package_says_how_to_install(monkeypatch, tmp_path):
         build_detector("detectron2", weights=tmp_path / "w.pkl")
 
 
-@pytest.fixture(scope="module")
-def detectron2_zoo_state():
-    """A model-zoo-format state dict ({name: ndarray}) of a randomly initialized
-    faster_rcnn_R_50_FPN_3x whose box classifier says "person" (class 0) for every proposal
-    and whose box regressor keeps proposals as they are."""
-    pytest.importorskip("detectron2")
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
-
-    from detection.person.detectron2_rcnn import DEFAULT_CONFIG, resolve_config
-
-    cfg = get_cfg()
-    cfg.merge_from_file(str(resolve_config(DEFAULT_CONFIG)))
-    cfg.MODEL.DEVICE = "cpu"
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    predictor = model.roi_heads.box_predictor
-    with torch.no_grad():
-        predictor.cls_score.weight.zero_()
-        predictor.cls_score.bias.zero_()
-        predictor.cls_score.bias[0] = 6.0  # softmax person score e^6 / (e^6 + 80) = 0.8345
-        predictor.bbox_pred.weight.zero_()
-        predictor.bbox_pred.bias.zero_()
-    return {name: value.numpy() for name, value in model.state_dict().items()}
-
-
-def _write_zoo_pickle(path: Path, state: dict) -> Path:
-    import pickle
-
-    with path.open("wb") as f:
-        pickle.dump({"model": state, "__author__": "test"}, f)
-    return path
-
-
 @pytest.mark.detectron2
 def test_detectron2_missing_weights_names_the_official_file(tmp_path):
     pytest.importorskip("detectron2")
@@ -309,11 +255,11 @@ def test_detectron2_refuses_a_pickle_that_runs_code(tmp_path):
 @pytest.mark.slow
 @pytest.mark.detectron2
 def test_detectron2_loads_every_key_of_a_zoo_pickle_and_detects(
-    tmp_path, detectron2_zoo_state, vtest_frames
+    tmp_path, detectron2_zoo_state, write_zoo_pickle, vtest_frames
 ):
     state = detectron2_zoo_state
     assert len(state) == 295
-    path = _write_zoo_pickle(tmp_path / "model_final.pkl", state)
+    path = write_zoo_pickle(tmp_path / "model_final.pkl", state)
     detector = build_detector("detectron2", weights=path, score_thresh=0.5, min_size_test=320)
     loaded = detector.model.state_dict()
     assert loaded.keys() == state.keys()
@@ -331,7 +277,7 @@ def test_detectron2_loads_every_key_of_a_zoo_pickle_and_detects(
     del broken["backbone.fpn_output2.weight"]
     broken["roi_heads.box_predictor.cls_score.bias"] = np.zeros(91, np.float32)
     broken["roi_heads.box_head.fc9.weight"] = np.zeros(1, np.float32)
-    path = _write_zoo_pickle(tmp_path / "broken.pkl", broken)
+    path = write_zoo_pickle(tmp_path / "broken.pkl", broken)
     with pytest.raises(
         PersonDetectorError,
         match="missing \\(1\\).*fpn_output2.*unexpected \\(1\\).*fc9.*shape mismatch \\(1\\).*cls_score",
