@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from yacs.config import CfgNode
+
+from detection.utils.atomic import atomic_write
 
 CHECKPOINT_SUBDIR = "checkpoints"
 _NAME = re.compile(r"^checkpoint_epoch_(\d{5})\.pyth$")
@@ -55,28 +56,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     A reader (or a resumed run after a crash) sees either the old file or the complete new
     one, never a truncated file: `os.replace` is atomic within one filesystem.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    # Persist the rename itself (the directory entry) where the platform allows it.
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_write(path, "wb", fsync=True) as f:
+        torch.save(obj, f)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
