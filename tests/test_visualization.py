@@ -110,9 +110,23 @@ def test_mp4_streams_frames_and_pads_odd_sizes(tmp_path, width, height):
 
 def test_mp4_without_frames_writes_no_file(tmp_path):
     Mp4Writer(tmp_path / "empty.mp4", fps=25).close()
-    assert not (tmp_path / "empty.mp4").exists()
+    assert list(tmp_path.iterdir()) == [], "neither the video nor its temporary file"
     with pytest.raises(ValueError, match="fps must be positive"):
         Mp4Writer(tmp_path / "x.mp4", fps=0)
+
+
+def test_mp4_failure_keeps_the_previous_video_and_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "out.mp4"
+    frame = np.full((48, 64, 3), 200, np.uint8)
+    with Mp4Writer(path, fps=10) as writer:
+        writer.write(frame)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="is 32x48"):
+        with Mp4Writer(path, fps=10) as writer:
+            writer.write(frame)
+            writer.write(frame[:, :32])
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
 # --- AVA CSVs on a real clip ------------------------------------------------------------------

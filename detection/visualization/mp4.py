@@ -3,6 +3,7 @@ buffered beyond the encoder's own look-ahead."""
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,8 +28,11 @@ class Mp4Writer:
     (427x241) is padded with black on the right/bottom edge to the next even one (428x242).
     Frames get consecutive timestamps at `fps`.
 
-    Use as a context manager; `close` (idempotent) flushes the encoder. A writer closed
-    before its first frame writes no file (a video needs a size).
+    The video is written to a temporary file beside `path` and renamed over it by `close`, so
+    `path` never holds a partial video: a run that fails or is killed leaves the previous file
+    (or none). Use as a context manager: a clean exit calls `close` (idempotent, flushes the
+    encoder), an exception calls `abort`. A writer closed before its first frame writes no file
+    (a video needs a size).
     """
 
     def __init__(self, path: str | Path, fps: float, *, crf: int = 20):
@@ -39,7 +43,8 @@ class Mp4Writer:
         self.fps = Fraction(fps).limit_denominator(1001)
         self.codec = _pick_codec()
         self._crf = crf
-        self._container = av.open(str(self.path), mode="w")
+        self._tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._container = av.open(str(self._tmp_path), mode="w", format="mp4")
         self._stream: av.VideoStream | None = None
         self._size: tuple[int, int] | None = None  # (height, width) of the input frames
         self.frames_written = 0
@@ -47,8 +52,11 @@ class Mp4Writer:
     def __enter__(self) -> Mp4Writer:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def _open_stream(self, height: int, width: int) -> None:
         stream = self._container.add_stream(self.codec, rate=self.fps)
@@ -86,11 +94,28 @@ class Mp4Writer:
         self.frames_written += 1
 
     def close(self) -> None:
+        """Flush the encoder and move the finished video to `path`."""
         if self._container is None:
             return
         try:
             if self._stream is not None:
                 self._container.mux(self._stream.encode(None))
-        finally:
-            self._container.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._container.close()
+        self._container = None
+        if self.frames_written:
+            os.replace(self._tmp_path, self.path)
+        else:
+            self._tmp_path.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Stop without producing `path` (the temporary file is removed)."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.FFmpegError:
+                pass  # the partial file is deleted below anyway
             self._container = None
+        self._tmp_path.unlink(missing_ok=True)
