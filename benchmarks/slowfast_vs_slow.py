@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         "--output", required=True, help="folder for both runs' OUTPUT_DIRs and results.json"
     )
     parser.add_argument(
-        "--num-videos", type=int, default=16, help="videos to generate when --data is missing"
+        "--num-videos", type=int, default=48, help="videos to generate when --data is missing"
     )
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides applied to both runs"
