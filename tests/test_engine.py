@@ -238,3 +238,16 @@ def test_sigkill_mid_epoch_then_auto_resume_equals_an_uninterrupted_run(syntheti
         assert torch.equal(
             state["momentum_buffer"], b["optimizer_state"]["state"][key]["momentum_buffer"]
         )
+
+
+def test_ava_configs_default_to_pyslowfast_ava_recipe():
+    """5 warm-up epochs from 0.000125 up to 0.1, then x0.1 at epochs 10 and 15, 20 epochs."""
+    from detection.config import load_config
+    from detection.engine.optim import LRSchedule
+
+    schedule = LRSchedule.from_config(load_config(str(ROOT / "configs/AVA/SLOWFAST_32x2_R101_50_50.yaml")))
+    assert schedule(0.0) == pytest.approx(0.000125)
+    assert schedule(2.5) == pytest.approx((0.1 + 0.000125) / 2)
+    assert [schedule(e) for e in (5.0, 9.9, 10.0, 14.9, 15.0, 19.9)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
