@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
-
-from detection.config import load_config
 from detection.engine import evaluate_checkpoint
+from detection.engine.cli import run_config_tool
 
 DESCRIPTION = """\
 Score every predicted person box of the test split and compute AVA frame-mAP.
@@ -23,16 +20,7 @@ Several processes:  torchrun --nproc_per_node N tools/test_net.py --config CFG .
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", required=True, help="YAML config (may use _BASE_)")
-    parser.add_argument(
-        "opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. OUTPUT_DIR out"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    result = evaluate_checkpoint(load_config(args.config, args.opts))
+    result = run_config_tool(DESCRIPTION, evaluate_checkpoint, argv)
     print(f"mAP {result['mAP']:.4f}")
 
 

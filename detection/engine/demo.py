@@ -23,12 +23,13 @@ import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from detection.checkpoint import CheckpointError, load_checkpoint
-from detection.config import ConfigError, load_config
-from detection.data.labelmap import LabelMap, LabelMapError, read_labelmap
+from detection.checkpoint import load_checkpoint
+from detection.config import load_config
+from detection.data.labelmap import LabelMap, read_labelmap
 from detection.data.sampling import clip_times, pack_pathways
 from detection.data.transforms import test_transform
-from detection.data.video import VideoReader, VideoReadError
+from detection.data.video import VideoReader
+from detection.engine.cli import USER_ERRORS as TOOL_USER_ERRORS
 from detection.evaluation.ava_csv import write_detections
 from detection.models import build_model
 from detection.models.inference import optimize_for_inference
@@ -46,10 +47,7 @@ class DemoError(RuntimeError):
 
 
 # Errors caused by the user's files or options: reported in one line, without a traceback.
-USER_ERRORS = (
-    DemoError, ConfigError, CheckpointError, LabelMapError, VideoReadError, PersonDetectorError,
-    FileNotFoundError,
-)
+USER_ERRORS = (*TOOL_USER_ERRORS, DemoError, PersonDetectorError)
 
 
 @dataclass
