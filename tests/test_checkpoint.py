@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import randomize_batchnorm
 
 from detection.checkpoint import (
     CheckpointError,
@@ -22,15 +23,7 @@ TINY = str(CONFIGS / "test/SLOWFAST_TINY.yaml")
 def _model(seed: int, config: str = TINY, *opts: str):
     """A tiny model with random weights and random BN statistics (so BN is not an identity)."""
     torch.manual_seed(seed)
-    model = build_model(load_config(config, list(opts)))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.weight.normal_(1.0, 0.2)
-                m.bias.normal_(0.0, 0.2)
-                m.running_mean.normal_(0.0, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
+    return randomize_batchnorm(build_model(load_config(config, list(opts))))
 
 
 def _inputs(t_fast: int = 8):

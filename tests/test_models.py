@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import randomize_batchnorm
 
 from detection.config import load_config
 from detection.models import (
@@ -213,15 +214,7 @@ def test_nonlocal_group_attends_within_time_chunks():
 
 @pytest.mark.parametrize("name", ["test/SLOWFAST_TINY.yaml", "test/SLOW_TINY.yaml"])
 def test_inference_copy_gives_the_same_scores(name):
-    model = _build(name, "RESNET.STRIDE_1X1", "True")
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.weight.normal_(1.0, 0.2)
-                m.bias.normal_(0.0, 0.2)
-                m.running_mean.normal_(0.0, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-    model.eval()
+    model = randomize_batchnorm(_build(name, "RESNET.STRIDE_1X1", "True"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast_model = optimize_for_inference(model)
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast_model.modules())
