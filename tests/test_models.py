@@ -181,6 +181,54 @@ def test_single_pathway_lists_are_required_for_slow_arch():
         _build("AVA/SLOWFAST_32x2_R50.yaml", "MODEL.ARCH", "slow", "DATA.INPUT_CHANNEL_NUM", "[3]")
 
 
+def test_temporal_kernel_basis_sets_each_stage_and_controls_temporal_mixing():
+    ones = "[[1], [1], [1], [1], [1]]"
+    threes = "[[3], [3], [3], [3], [3]]"
+    frames = torch.randn(1, 3, 4, 64, 64, generator=torch.Generator().manual_seed(3))
+    reversed_frames = frames.flip(2)
+    box = BOXES[:1]
+    scores = {}
+    for name, basis in (("ones", ones), ("threes", threes)):
+        model = _build("test/SLOW_TINY.yaml", "RESNET.TEMPORAL_KERNEL_BASIS", basis).eval()
+        k = 1 if name == "ones" else 3
+        assert model.s1.pathway0_stem.conv.weight.shape[2] == k
+        assert model.s2.pathway0_res0.branch2.a.weight.shape[2] == k
+        assert model.s5.pathway0_res0.branch2.a.weight.shape[2] == k
+        with torch.no_grad():
+            scores[name] = (model([frames], box), model([reversed_frames], box))
+    # Without temporal kernels the network sees a bag of frames; with them, their order.
+    torch.testing.assert_close(*scores["ones"])
+    assert (scores["threes"][0] - scores["threes"][1]).abs().max() > 1e-4
+
+    model = _build(
+        "test/SLOWFAST_TINY.yaml",
+        "RESNET.TEMPORAL_KERNEL_BASIS",
+        "[[3, 5], [3, 3], [3, 3], [3, 3], [3, 3]]",
+    ).eval()
+    assert model.s1.pathway0_stem.conv.weight.shape[2] == 3
+    assert model.s1.pathway1_stem.conv.weight.shape[2] == 5
+    assert model.s3.pathway0_res0.branch2.a.weight.shape[2] == 3
+    with torch.no_grad():
+        assert model(_clips(), BOXES).shape == (3, 80)
+    # The default is the paper's: Slow pathway 2D until res4.
+    default = _build("test/SLOWFAST_TINY.yaml")
+    assert default.s3.pathway0_res0.branch2.a.weight.shape[2] == 1
+    assert default.s4.pathway0_res0.branch2.a.weight.shape[2] == 3
+
+
+@pytest.mark.parametrize(
+    "config, basis",
+    [
+        ("test/SLOW_TINY.yaml", "[[3], [3], [3], [3]]"),  # conv1 missing
+        ("test/SLOW_TINY.yaml", "[[3], [2], [3], [3], [3]]"),  # even: would change T
+        ("test/SLOWFAST_TINY.yaml", "[[3], [3], [3], [3], [3]]"),  # one pathway for two
+    ],
+)
+def test_bad_temporal_kernel_basis_names_the_key(config, basis):
+    with pytest.raises(ValueError, match="RESNET.TEMPORAL_KERNEL_BASIS"):
+        _build(config, "RESNET.TEMPORAL_KERNEL_BASIS", basis)
+
+
 def test_classes_are_usable_without_config():
     model = SlowFast(num_classes=5, width_per_group=8, dropout_rate=0.0).eval()
     with torch.no_grad():

@@ -42,8 +42,15 @@ _C.RESNET.STRIDE_1X1 = False
 # Initialize the last BN of each residual branch (and of each non-local block) to zero, so that
 # blocks start as identities. PySlowFast's default is False; its AVA configs set True.
 _C.RESNET.ZERO_INIT_FINAL_BN = False
-# Per stage (res2..res5) and pathway: the first N blocks use the architecture's temporal kernel
-# for that stage and pathway (Slow: 1 in res2-res3, 3 in res4-res5; Fast: 3), the rest use 1.
+# Per stage (conv1, res2..res5) and pathway: temporal kernel size (odd). Empty = the paper's
+# (Slow pathway and Slow-only: 1 in conv1-res3, 3 in res4-res5, i.e. [[1, 5], [1, 3], [1, 3],
+# [3, 3], [3, 3]] for SlowFast and [[1], [1], [1], [3], [3]] for Slow-only). Published
+# checkpoints need the default; the synthetic configs set 3 everywhere in the Slow pathway
+# (tiny networks trained from scratch in minutes learn slow motion only with early temporal
+# kernels: benchmarks/slowfast_vs_slow.py).
+_C.RESNET.TEMPORAL_KERNEL_BASIS = []
+# Per stage (res2..res5) and pathway: the first N blocks use the stage's temporal kernel
+# (TEMPORAL_KERNEL_BASIS), the rest use 1.
 # E.g. R101's 23-block res4 with 6: six blocks of kernel 3, then seventeen of kernel 1.
 _C.RESNET.NUM_BLOCK_TEMP_KERNEL = [[3, 3], [4, 4], [6, 6], [3, 3]]
 # Per stage and pathway: spatial stride of the stage's first block.

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 from yacs.config import CfgNode
 
-from .slowfast import Slow, SlowFast
+from .slowfast import Slow, SlowFast, check_temporal_kernel_basis
 
 _ARCHS = {"slowfast": (SlowFast, 2), "slow": (Slow, 1)}
 
@@ -63,6 +63,10 @@ def model_kwargs(cfg: CfgNode) -> dict[str, Any]:
         "fc_init_std": cfg.MODEL.FC_INIT_STD,
         "zero_init_final_bn": cfg.RESNET.ZERO_INIT_FINAL_BN,
     }
+    if cfg.RESNET.TEMPORAL_KERNEL_BASIS:
+        kwargs["temporal_kernel_basis"] = check_temporal_kernel_basis(
+            cfg.RESNET.TEMPORAL_KERNEL_BASIS, num_pathways, "RESNET.TEMPORAL_KERNEL_BASIS"
+        )
     if num_pathways == 2:
         kwargs.update(
             alpha=cfg.SLOWFAST.ALPHA,

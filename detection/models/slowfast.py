@@ -27,14 +27,38 @@ from .roi_head import ResNetRoIHead
 
 # Temporal kernel basis of conv1, res2, res3, res4, res5 (PySlowFast's "slow" architecture and
 # the Slow/Fast pathways of "slowfast"): the Slow pathway is 2D until res4, the Fast one is 3D
-# throughout.
+# throughout. RESNET.TEMPORAL_KERNEL_BASIS overrides them.
 SLOW_TEMPORAL_BASIS = (1, 1, 1, 3, 3)
 FAST_TEMPORAL_BASIS = (5, 3, 3, 3, 3)
+SLOWFAST_TEMPORAL_BASIS = tuple(zip(SLOW_TEMPORAL_BASIS, FAST_TEMPORAL_BASIS, strict=True))
+SLOW_ONLY_TEMPORAL_BASIS = tuple((k,) for k in SLOW_TEMPORAL_BASIS)
 
 # Per-stage (res2..res5), per-pathway settings of the published AVA detection models.
 _NUM_BLOCK_TEMP_KERNEL = ((3, 3), (4, 4), (6, 6), (3, 3))
 _SPATIAL_STRIDES = ((1, 1), (2, 2), (2, 2), (1, 1))
 _SPATIAL_DILATIONS = ((1, 1), (1, 1), (1, 1), (2, 2))
+
+
+def check_temporal_kernel_basis(
+    basis: Sequence[Sequence[int]], num_pathways: int, name: str = "temporal_kernel_basis"
+) -> list[list[int]]:
+    """Validate a per-stage (conv1, res2..res5), per-pathway list of temporal kernel sizes;
+    errors name the argument or config key `name`.
+
+    Sizes must be odd so that "same" padding keeps the number of frames.
+    """
+    if len(basis) != 5 or any(len(stage) != num_pathways for stage in basis):
+        raise ValueError(
+            f"{name} needs 5 stages (conv1, res2..res5) of {num_pathways} "
+            f"per-pathway size{'s' if num_pathways > 1 else ''}, got {basis}"
+        )
+    for stage in basis:
+        for k in stage:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
+                raise ValueError(
+                    f"{name}: temporal kernel sizes must be odd positive ints, got {basis}"
+                )
+    return [list(stage) for stage in basis]
 
 
 class FuseFastToSlow(nn.Module):
@@ -144,7 +168,8 @@ class SlowFast(_DetectionNet):
 
     Per-stage arguments are sequences over res2..res5 of (slow, fast) pairs, as PySlowFast's
     RESNET.* and NONLOCAL.* keys; `nonlocal_location[s][p]` lists the blocks of stage s, pathway p
-    followed by a non-local block.
+    followed by a non-local block. `temporal_kernel_basis` has five (slow, fast) pairs, conv1 then
+    res2..res5; the default is the paper's (Slow 1, 1, 1, 3, 3; Fast 5, 3, 3, 3, 3).
     """
 
     def __init__(
@@ -159,6 +184,7 @@ class SlowFast(_DetectionNet):
         fusion_conv_channel_ratio: int = 2,
         fusion_kernel_size: int = 7,
         input_channels: Sequence[int] = (3, 3),
+        temporal_kernel_basis: Sequence[Sequence[int]] = SLOWFAST_TEMPORAL_BASIS,
         num_block_temp_kernel: Sequence[Sequence[int]] = _NUM_BLOCK_TEMP_KERNEL,
         spatial_strides: Sequence[Sequence[int]] = _SPATIAL_STRIDES,
         spatial_dilations: Sequence[Sequence[int]] = _SPATIAL_DILATIONS,
@@ -194,12 +220,8 @@ class SlowFast(_DetectionNet):
             )
 
         names = ["s1", "s1_fuse"]
-        self.s1 = VideoModelStem(
-            input_channels,
-            [w, w // beta_inv],
-            [SLOW_TEMPORAL_BASIS[0], FAST_TEMPORAL_BASIS[0]],
-            **bn,
-        )
+        basis = check_temporal_kernel_basis(temporal_kernel_basis, 2)
+        self.s1 = VideoModelStem(input_channels, [w, w // beta_inv], basis[0], **bn)
         self.s1_fuse = fuse(w // beta_inv)
         dim_in = [w + w // lateral_ratio, w // beta_inv]
         for s, num_blocks in enumerate(STAGE_DEPTHS[depth]):
@@ -210,8 +232,10 @@ class SlowFast(_DetectionNet):
                 dim_out=[out, out // beta_inv],
                 dim_inner=[inner, inner // beta_inv],
                 temporal_kernels=[
-                    block_temporal_kernels([basis[s + 1]], num_blocks, num_block_temp_kernel[s][p])
-                    for p, basis in enumerate((SLOW_TEMPORAL_BASIS, FAST_TEMPORAL_BASIS))
+                    block_temporal_kernels(
+                        [basis[s + 1][p]], num_blocks, num_block_temp_kernel[s][p]
+                    )
+                    for p in range(2)
                 ],
                 spatial_strides=spatial_strides[s],
                 dilations=spatial_dilations[s],
@@ -257,7 +281,8 @@ class Slow(_DetectionNet):
     pathway and lateral connections (PySlowFast's "slow" architecture, model name ResNet).
 
     Per-stage arguments are sequences over res2..res5 of one-entry (pathway) lists, as
-    PySlowFast's RESNET.* and NONLOCAL.* keys for single-pathway models.
+    PySlowFast's RESNET.* and NONLOCAL.* keys for single-pathway models; `temporal_kernel_basis`
+    has five one-entry lists, conv1 then res2..res5 (default 1, 1, 1, 3, 3).
     """
 
     def __init__(
@@ -268,6 +293,7 @@ class Slow(_DetectionNet):
         width_per_group: int = 64,
         num_groups: int = 1,
         input_channels: Sequence[int] = (3,),
+        temporal_kernel_basis: Sequence[Sequence[int]] = SLOW_ONLY_TEMPORAL_BASIS,
         num_block_temp_kernel: Sequence[Sequence[int]] = tuple(
             (n[0],) for n in _NUM_BLOCK_TEMP_KERNEL
         ),
@@ -294,7 +320,8 @@ class Slow(_DetectionNet):
         self.num_pathways = 1
         bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         w = width_per_group
-        self.s1 = VideoModelStem(input_channels, [w], [SLOW_TEMPORAL_BASIS[0]], **bn)
+        basis = check_temporal_kernel_basis(temporal_kernel_basis, 1)
+        self.s1 = VideoModelStem(input_channels, [w], basis[0], **bn)
         dim_in = w
         for s, num_blocks in enumerate(STAGE_DEPTHS[depth]):
             out = w * 4 * 2**s
@@ -305,7 +332,7 @@ class Slow(_DetectionNet):
                 dim_inner=[inner],
                 temporal_kernels=[
                     block_temporal_kernels(
-                        [SLOW_TEMPORAL_BASIS[s + 1]], num_blocks, num_block_temp_kernel[s][0]
+                        [basis[s + 1][0]], num_blocks, num_block_temp_kernel[s][0]
                     )
                 ],
                 spatial_strides=spatial_strides[s],
