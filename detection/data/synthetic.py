@@ -5,7 +5,7 @@ is AVA second 900), ground-truth and predicted-box CSVs, label maps in both pbtx
 excluded timestamps and PySlowFast frame lists (plus, with ``write_frames``, the extracted
 frames themselves). Output, for video ids ``syn_000 ...``::
 
-    DIR/videos/syn_000.mp4                         30 fps, 160x120, libx264 crf 12, yuv420p
+    DIR/videos/syn_000.mp4                         30 fps, 160x120, lossless libx264 (qp 0), yuv420p
     DIR/annotations/ava_{train,val}_v2.2.csv       video,sec,x1,y1,x2,y2,action,person
     DIR/annotations/ava_{train,val}_predicted_boxes.csv   video,sec,x1,y1,x2,y2,,score
     DIR/annotations/ava_{train,val}_excluded_timestamps_v2.2.csv
@@ -23,7 +23,7 @@ actor has exactly one motion class and, with probability 0.4, also the flicker c
 id  name              what the pixels do                                             needs
 ==  ================  =============================================================  ========
 1   static            does not move                                                  Fast
-2   slow drift        slides sideways at 0.5 px/frame, turning at its cell's edges   Slow
+2   slow drift        slides sideways at 1 px/frame, turning at its cell's edges     Slow
 3   bounce            hops up and down, 9 px high, period 24 frames                  Slow
 4   fast oscillation  swings sideways +-6 px with a period of 10 frames              Fast
 5   fast flicker      bright for 5 frames, dark (x0.35) for 5 (period 10 frames)      Fast
@@ -42,12 +42,14 @@ oscillate is drawn at a fixed offset 6 sin(2 pi k / 10) with a random k, every a
 not flicker is drawn bright or dark with probability 1/2, and every box spans the full
 oscillation range (actor width + 2 x 6 px), so box and actor line up alike for all classes.
 A Slow-only baseline sees the same blindness when its frames are also 10 apart
-(DATA.NUM_FRAMES 4, DATA.SAMPLING_RATE 10: frames c-20, c-10, c, c+10). Drift and bounce move
-several pixels between Slow's frames, so both models can learn them.
+(DATA.NUM_FRAMES 4, DATA.SAMPLING_RATE 10: frames c-20, c-10, c, c+10). Drift (10 px) and
+bounce (up to 9 px) move between Slow's frames, so both models can learn them.
 
 The signals are strong on purpose (a 6 px swing on a 18-26 px wide actor, a 65% brightness
-drop, crf 12 so colours and edges survive compression) so that a tiny model learns them in
-minutes. Predicted boxes are the ground-truth boxes jittered by ~1% of the frame, with scores
+drop) so that a tiny model learns them in minutes. The videos are coded losslessly: identical
+frames decode to identical pixels, so nothing but the drawn motion tells the classes apart (with
+lossy coding, a still actor and one at the same phase of its swing differ by compression noise:
+mean |difference| 0.02 vs 1.3 grey levels between frames 10 apart). Predicted boxes are the ground-truth boxes jittered by ~1% of the frame, with scores
 in [0.92, 1) (all pass AVA.DETECTION_SCORE_THRESH 0.9), plus false positives on the background
 with scores below 0.6. One keyframe of the first video of each split (and of a third of the
 others; none in videos with fewer than 3 keyframes) is listed as excluded and left out of the
@@ -86,7 +88,7 @@ FAST_PERIOD = 10  # frames; see the module docstring
 OSC_AMPLITUDE = 6.0  # px
 DARK_LEVEL = 0.35
 FLICKER_PROB = 0.4
-DRIFT_SPEED = 0.5  # px per frame
+DRIFT_SPEED = 1.0  # px per frame
 BOUNCE_HEIGHT = 9.0  # px
 BOUNCE_PERIOD = 24  # frames
 BOX_PAD = 2  # px around the actor's full extent
@@ -242,9 +244,11 @@ def _write_video(path: Path, background: np.ndarray, actors: list[Actor], num_fr
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        # Low crf keeps colours and 1-2 px edges; a 1 s GOP keeps seeks short; one thread keeps
-        # the bitstream identical from run to run.
-        stream.options = {"crf": "12", "preset": "veryfast", "threads": "1"}
+        # Lossless (qp 0): lossy coding leaves noise that differs between a still actor and one
+        # that moved away and back, a cue that would let the Slow pathway see the period-10
+        # classes (module docstring). A 1 s GOP keeps seeks short; one thread keeps the bitstream
+        # identical from run to run.
+        stream.options = {"qp": "0", "preset": "veryfast", "threads": "1"}
         stream.codec_context.gop_size = FPS
         for index in range(num_frames):
             frame = av.VideoFrame.from_ndarray(
