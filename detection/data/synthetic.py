@@ -45,16 +45,17 @@ A Slow-only baseline sees the same blindness when its frames are also 10 apart
 (DATA.NUM_FRAMES 4, DATA.SAMPLING_RATE 10: frames c-20, c-10, c, c+10). Drift (10 px) and
 bounce (up to 9 px) move between Slow's frames, so both models can learn them.
 
-The signals are strong on purpose (a 6 px swing on a 18-26 px wide actor, a 65% brightness
-drop) so that a tiny model learns them in minutes. The videos are coded losslessly: identical
-frames decode to identical pixels, so nothing but the drawn motion tells the classes apart (with
-lossy coding, a still actor and one at the same phase of its swing differ by compression noise:
-mean |difference| 0.02 vs 1.3 grey levels between frames 10 apart). Predicted boxes are the ground-truth boxes jittered by ~1% of the frame, with scores
-in [0.92, 1) (all pass AVA.DETECTION_SCORE_THRESH 0.9), plus false positives on the background
-with scores below 0.6. One keyframe of the first video of each split (and of a third of the
-others; none in videos with fewer than 3 keyframes) is listed as excluded and left out of the
-ground truth, as in AVA. Everything is drawn from ``numpy.random.default_rng(seed)`` and x264
-runs single-threaded, so a seed gives identical files.
+The signals are strong on purpose (a 6 px swing on a 18-26 px wide actor, a 65% brightness drop)
+so that a tiny model learns them in minutes. The videos are coded losslessly: identical frames
+decode to identical pixels, so nothing but the drawn motion tells the classes apart (with lossy
+coding, a still actor and one at the same phase of its swing differ by compression noise: mean
+|difference| 0.02 vs 1.3 grey levels between frames 10 apart). Predicted boxes are the
+ground-truth boxes jittered by ~1% of the frame, with scores in [0.92, 1) (all pass
+AVA.DETECTION_SCORE_THRESH 0.9), plus false positives on the background with scores below 0.6.
+One keyframe of the first video of each split (and of a third of the others; none in videos with
+fewer than 3 keyframes) is listed as excluded and left out of the ground truth, as in AVA.
+Everything is drawn from ``numpy.random.default_rng(seed)`` and x264 runs single-threaded, so a
+seed gives identical files.
 
 Sizes: by default 16 videos of 12 s (the last 4 are the val split), keyframes 902-910, about
 5 s to generate on 2 cores (frames add a few seconds); ``synthetic_ava.json`` records the
