@@ -37,6 +37,20 @@ def synthetic_ava(tmp_path_factory):
 # --- person detector weights: random networks in the official file formats --------------------
 
 
+def _box_predictor_says_person(predictor, person_index: int) -> None:
+    """Make a Faster R-CNN box predictor (torchvision's or Detectron2's: both have `cls_score`
+    and `bbox_pred` linear layers) score every proposal as the person class with logit 6 over
+    zeros, and regress no offset, so proposals come out as they went in."""
+    import torch
+
+    with torch.no_grad():
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.zero_()
+        predictor.cls_score.bias[person_index] = 6.0
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+
+
 def _save_random_frcnn(path: Path, arch: str) -> dict:
     """A randomly initialized torchvision Faster R-CNN whose box classifier says "person"
     (label 1) for every proposal and whose box regressor keeps proposals as they are, so the
@@ -46,13 +60,8 @@ def _save_random_frcnn(path: Path, arch: str) -> dict:
 
     torch.manual_seed(0)
     model = getattr(detection, arch)(weights=None, weights_backbone=None)
-    predictor = model.roi_heads.box_predictor
-    with torch.no_grad():
-        predictor.cls_score.weight.zero_()
-        predictor.cls_score.bias.zero_()
-        predictor.cls_score.bias[1] = 6.0  # softmax person score e^6 / (e^6 + 90) = 0.82
-        predictor.bbox_pred.weight.zero_()
-        predictor.bbox_pred.bias.zero_()
+    # Person score e^6 / (e^6 + 90) = 0.82.
+    _box_predictor_says_person(model.roi_heads.box_predictor, person_index=1)
     state = model.state_dict()
     torch.save(state, path)
     return state
@@ -81,13 +90,8 @@ def detectron2_zoo_state():
     cfg.MODEL.DEVICE = "cpu"
     torch.manual_seed(0)
     model = build_model(cfg)
-    predictor = model.roi_heads.box_predictor
-    with torch.no_grad():
-        predictor.cls_score.weight.zero_()
-        predictor.cls_score.bias.zero_()
-        predictor.cls_score.bias[0] = 6.0  # softmax person score e^6 / (e^6 + 80) = 0.8345
-        predictor.bbox_pred.weight.zero_()
-        predictor.bbox_pred.bias.zero_()
+    # Person score e^6 / (e^6 + 80) = 0.8345.
+    _box_predictor_says_person(model.roi_heads.box_predictor, person_index=0)
     return {name: value.numpy() for name, value in model.state_dict().items()}
 
 
