@@ -31,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from detection.data.labelmap import read_labelmap
+from detection.ava.labelmap import read_labelmap
+from detection.ava.packaged import ALL_CLASSES, EVALUATED_CLASSES, packaged_labelmap_path
 
 REPO = Path(__file__).resolve().parents[1]
-EVAL_LABELMAP = REPO / "data/ava/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
-FULL_LABELMAP = REPO / "data/ava/ava_action_list_v2.2.pbtxt"
+EVAL_LABELMAP = packaged_labelmap_path(EVALUATED_CLASSES)
+FULL_LABELMAP = packaged_labelmap_path(ALL_CLASSES)
 
 
 def _reference_read(path: Path, class_ids: set[int], capacity: int) -> dict:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from detection.checkpoint import load_checkpoint  # noqa: E402
 from detection.config import load_config  # noqa: E402
 from detection.models import build_model  # noqa: E402
-from detection.models.inference import optimize_for_inference  # noqa: E402
+from detection.models.optimize import optimize_for_inference  # noqa: E402
 
 
 def pytorchvideo_model() -> torch.nn.Module:

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from detection.config import get_cfg
-from detection.data.ava import AnnotationError
+from detection.data.annotations import AnnotationError
 from detection.data.dataset import AvaDataset, build_loader, collate
 from detection.data.video import VideoReadError
 

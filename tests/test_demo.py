@@ -8,6 +8,7 @@ import av
 import numpy as np
 import pytest
 
+from detection.ava.csv_io import read_ava_csv
 from detection.config import load_config
 from detection.engine.demo import (
     DemoError,
@@ -15,7 +16,6 @@ from detection.engine.demo import (
     nearest_keyframe,
     run_demo,
 )
-from detection.evaluation.ava_csv import read_ava_csv
 from detection.evaluation.frame_map import evaluate
 
 TINY = "configs/test/SLOWFAST_TINY.yaml"

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detection.data.labelmap import LabelMap
+from detection.ava.csv_io import read_ava_csv
+from detection.ava.labelmap import LabelMap
 from detection.evaluation import frame_map
-from detection.evaluation.ava_csv import read_ava_csv
-from detection.evaluation.frame_map import average_precision, box_iou, evaluate
+from detection.evaluation.frame_map import average_precision, evaluate
+from detection.structures.boxes import paired_iou
 
 # A small label map: "sit" and "stand" evaluated; action 2 ("crawl") is not in it.
 LABELMAP = LabelMap(names={11: "sit", 12: "stand"})
@@ -53,7 +54,7 @@ def load_reference():
 
 
 def test_iou_exactly_half_is_a_match_and_just_below_is_not(tmp_path):
-    assert box_iou(np.array([LEFT]), np.array([FULL]))[0] == 0.5
+    assert paired_iou(np.array([LEFT]), np.array([FULL]))[0] == 0.5
     gt = [("v", 902, FULL, 12)]
     assert run(tmp_path, gt, [("v", 902, LEFT, 12, 0.9)]).per_class == {"stand": 1.0}
     below = (0.0, 0.0, 0.49, 1.0)  # IoU 0.49

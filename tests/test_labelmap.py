@@ -1,10 +1,11 @@
 import pytest
 
-from detection.data.labelmap import LabelMapError, read_labelmap
+from detection.ava.labelmap import LabelMapError, read_labelmap
+from detection.ava.packaged import ALL_CLASSES, EVALUATED_CLASSES, packaged_labelmap_path
 
 
-def test_full_v22_map_has_80_classes_with_groups(shared_dir):
-    labelmap = read_labelmap(shared_dir / "data/ava/ava_action_list_v2.2.pbtxt")
+def test_full_v22_map_has_80_classes_with_groups():
+    labelmap = read_labelmap(packaged_labelmap_path(ALL_CLASSES))
     assert len(labelmap) == 80
     assert labelmap.ids == list(range(1, 81))
     assert labelmap.names[1] == "bend/bow (at the waist)"
@@ -14,11 +15,9 @@ def test_full_v22_map_has_80_classes_with_groups(shared_dir):
     assert len(labelmap.groups) == 80
 
 
-def test_evaluation_map_is_the_60_class_subset(shared_dir):
-    full = read_labelmap(shared_dir / "data/ava/ava_action_list_v2.2.pbtxt")
-    evaluated = read_labelmap(
-        shared_dir / "data/ava/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
-    )
+def test_evaluation_map_is_the_60_class_subset():
+    full = read_labelmap(packaged_labelmap_path(ALL_CLASSES))
+    evaluated = read_labelmap(packaged_labelmap_path(EVALUATED_CLASSES))
     assert len(evaluated) == 60
     assert not evaluated.groups
     assert 2 not in evaluated  # "crawl" is not evaluated
@@ -26,9 +25,9 @@ def test_evaluation_map_is_the_60_class_subset(shared_dir):
         assert full.names[action_id] == name
 
 
-def test_shipped_copies_match_shared(shared_dir, project_root):
-    for name in ("ava_action_list_v2.2.pbtxt", "ava_action_list_v2.2_for_activitynet_2019.pbtxt"):
-        assert (project_root / "data/ava" / name).read_bytes() == (
+def test_packaged_copies_match_shared(shared_dir):
+    for name in (ALL_CLASSES, EVALUATED_CLASSES):
+        assert packaged_labelmap_path(name).read_bytes() == (
             shared_dir / "data/ava" / name
         ).read_bytes()
 

@@ -12,7 +12,7 @@ from detection.models import (
     block_temporal_kernels,
     build_model,
 )
-from detection.models.inference import optimize_for_inference
+from detection.models.optimize import optimize_for_inference
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -6,7 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from detection.data.labelmap import LabelMap, read_labelmap
+from detection.ava.labelmap import LabelMap, read_labelmap
+from detection.ava.packaged import packaged_labelmap_path
 from detection.evaluation.frame_map import FrameMapResult
 from detection.evaluation.report import (
     SavedResult,
@@ -54,7 +55,7 @@ def test_group_map_is_the_mean_over_each_groups_classes():
 
 
 def test_real_v22_label_map_gives_the_three_ava_groups(shared_dir):
-    groups = read_labelmap(shared_dir / "data/ava/ava_action_list_v2.2.pbtxt")
+    groups = read_labelmap(packaged_labelmap_path("ava_action_list_v2.2.pbtxt"))
     assert set(group_map(RESULT, groups)) == {
         "PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION"
     }

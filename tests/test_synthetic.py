@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detection.data.labelmap import read_labelmap
+from detection.ava.labelmap import read_labelmap
 from detection.data.sampling import clip_frame_indices, slow_indices
 from detection.data.synthetic import ACTION_NAMES, FAST_CLASSES, generate_synthetic_ava
 from detection.data.video import VideoReader

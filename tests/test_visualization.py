@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detection.data.labelmap import read_labelmap
+from detection.ava.labelmap import read_labelmap
+from detection.ava.packaged import packaged_labelmap_path
 from detection.data.video import VideoReader
 from detection.visualization import (
     Mp4Writer,
@@ -20,7 +21,7 @@ from detection.visualization import (
     save_png,
     text_color,
 )
-from detection.visualization.ava import render_ava
+from detection.visualization.keyframes import render_ava
 
 GREY = 128
 
@@ -160,7 +161,7 @@ def ava_clip(shared_dir: Path, tmp_path_factory) -> tuple[Path, Path, Path]:
 
 def test_render_contact_sheet(ava_clip, tmp_path, project_root):
     video, gt, pred = ava_clip
-    labelmap = read_labelmap(project_root / "data" / "ava" / "ava_action_list_v2.2.pbtxt")
+    labelmap = read_labelmap(packaged_labelmap_path("ava_action_list_v2.2.pbtxt"))
     summary = render_ava(
         video, tmp_path / "sheet.png", ground_truth=gt, predictions=pred, labelmap=labelmap
     )

@@ -39,13 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from detection.engine.demo import USER_ERRORS, run_demo_from_args
+    from detection.apps.cli import run_tool
+    from detection.engine.demo import run_demo_from_args
 
-    try:
-        run_demo_from_args(args)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    run_tool(lambda: run_demo_from_args(args))
     return 0
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detection.data.labelmap import read_labelmap
-from detection.evaluation.frame_map import MAX_DETECTIONS_PER_FRAME, evaluate
+from detection.ava.constants import MAX_DETECTIONS_PER_FRAME
+from detection.ava.labelmap import read_labelmap
+from detection.ava.packaged import ALL_CLASSES, packaged_labelmap_path
+from detection.evaluation.frame_map import evaluate
 from detection.evaluation.report import (
     group_map,
     per_class_table,
@@ -15,7 +17,7 @@ from detection.evaluation.report import (
     write_table_csv,
 )
 
-GROUP_LABELMAP = Path(__file__).resolve().parents[1] / "data/ava/ava_action_list_v2.2.pbtxt"
+GROUP_LABELMAP = packaged_labelmap_path(ALL_CLASSES)
 
 DESCRIPTION = f"""\
 Frame-mAP@0.5 IoU of AVA action detections, as the official ActivityNet evaluator computes it

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from detection.apps.cli import run_config_tool
 from detection.engine import evaluate_checkpoint
-from detection.engine.cli import run_config_tool
 
 DESCRIPTION = """\
 Score every predicted person box of the test split and compute AVA frame-mAP.

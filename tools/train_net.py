@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from detection.apps.cli import run_config_tool
 from detection.engine import train
-from detection.engine.cli import run_config_tool
 
 DESCRIPTION = """\
 Train MODEL.ARCH on the train split of the AVA-layout dataset in DATA.PATH_TO_DATA_DIR.

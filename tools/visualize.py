@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detection.data.labelmap import read_labelmap
+from detection.ava.labelmap import read_labelmap
+from detection.ava.packaged import packaged_labelmap_path
 from detection.data.video import VideoReadError
-from detection.visualization.ava import render_ava
+from detection.visualization.keyframes import render_ava
 
-DEFAULT_LABELMAP = (
-    Path(__file__).resolve().parents[1] / "data" / "ava" / "ava_action_list_v2.2.pbtxt"
-)
+DEFAULT_LABELMAP = packaged_labelmap_path()
 
 DESCRIPTION = """\
 Draw AVA boxes and action labels on the keyframes of one video.

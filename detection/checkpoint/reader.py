@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from detection.errors import UserError
+
 # The first object of a legacy (non-zip) torch.save file; see torch/serialization.py.
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -34,7 +36,7 @@ _CAFFE2_ALLOWED_GLOBALS = {
 }
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be read safely, has an unknown layout, or does not fit the model."""
 
 

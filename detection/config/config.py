@@ -6,12 +6,14 @@ from collections.abc import Sequence
 import yaml
 from yacs.config import CfgNode
 
+from detection.errors import UserError
+
 from .defaults import _C
 
 BASE_KEY = "_BASE_"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override names an unknown key or gives a value of the wrong type."""
 
 

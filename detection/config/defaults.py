@@ -248,7 +248,7 @@ _C.DEMO.ACTION_SCORE_THRESH = 0.3
 _C.DEMO.TOP_K = 3
 # Keyframes per second of video.
 _C.DEMO.KEYFRAMES_PER_SEC = 1.0
-# Label map naming the model's classes ("" = data/ava/ava_action_list_v2.2.pbtxt).
+# Label map naming the model's classes ("" = AVA v2.2's 80 classes, shipped in detection/ava/labelmaps/).
 _C.DEMO.LABEL_FILE_PATH = ""
 
 # ---------------------------------------------------------------------------------------------

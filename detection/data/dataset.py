@@ -26,7 +26,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from yacs.config import CfgNode
 
-from .ava import AnnotationError, Keyframe, group_keyframes, read_box_files, read_frame_lists
+from .annotations import (
+    AnnotationError,
+    Keyframe,
+    group_keyframes,
+    read_box_files,
+    read_frame_lists,
+)
 from .sampling import clip_frame_indices, pack_pathways
 from .transforms import test_transform, train_transform
 from .video import VideoReader, find_video, read_frame_files

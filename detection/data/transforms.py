@@ -25,21 +25,13 @@ import cv2
 import numpy as np
 import torch
 
+from detection.structures.boxes import clip_boxes, denormalize_boxes
+
 
 def boxes_to_pixels(boxes_norm: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Normalized boxes [N, 4] -> float32 pixel boxes [N, 4], clipped to the image."""
-    boxes = np.asarray(boxes_norm, dtype=np.float32).reshape(-1, 4) * np.array(
-        [width, height, width, height], dtype=np.float32
-    )
-    return clip_boxes(boxes, height, width)
-
-
-def clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Clip pixel boxes [N, 4] to x in [0, width - 1], y in [0, height - 1]."""
-    out = boxes.copy()
-    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0.0, width - 1.0)
-    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0.0, height - 1.0)
-    return out
+    """Normalized boxes [N, 4] -> float32 pixel boxes [N, 4], clipped to the last pixel as
+    PySlowFast clips them."""
+    return clip_boxes(denormalize_boxes(boxes_norm, height, width), height, width, convention="last_pixel")
 
 
 def scale_short_side(
@@ -158,7 +150,7 @@ def train_transform(
     frames, boxes = crop(frames, boxes, x0, y0, crop_size)
     if flip and rng.random() < 0.5:
         frames, boxes = horizontal_flip(frames, boxes)
-    boxes = clip_boxes(boxes, crop_size, crop_size)
+    boxes = clip_boxes(boxes, crop_size, crop_size, convention="last_pixel")
     kept = _nonempty(boxes)
     clip = to_chw_float(frames)
     if use_color_jitter:
@@ -184,5 +176,5 @@ def test_transform(
     height, width = frames.shape[1:3]
     boxes = boxes_to_pixels(boxes_norm, height, width)
     frames, boxes = scale_short_side(frames, boxes, short_side)
-    boxes = clip_boxes(boxes, *frames.shape[1:3])
+    boxes = clip_boxes(boxes, *frames.shape[1:3], convention="last_pixel")
     return normalize(to_chw_float(frames), mean, std, bgr), torch.from_numpy(boxes)

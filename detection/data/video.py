@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from detection.errors import UserError
+
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
 # Continue the previous read's decoding (rather than seek) for wanted times up to this far ahead;
 # decoding 2 s forward costs less than a seek into a typical 2-10 s GOP.
@@ -35,7 +37,7 @@ _RESUME_MAX_S = 2.0
 _TIE_EPS_S = 1e-6
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(UserError, RuntimeError):
     """A video or frame file is missing, unreadable, truncated or corrupt; names the file."""
 
 

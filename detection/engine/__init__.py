@@ -4,7 +4,7 @@
 into cfg.OUTPUT_DIR (see `checkpoint_io`, `metrics_log` and `inference` for the files).
 """
 
-from .inference import evaluate_checkpoint
+from .tester import evaluate_checkpoint
 from .trainer import train
 
 __all__ = ["evaluate_checkpoint", "train"]

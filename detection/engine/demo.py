@@ -23,31 +23,28 @@ import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from detection.ava.csv_io import write_detections
+from detection.ava.labelmap import LabelMap, read_labelmap
+from detection.ava.packaged import packaged_labelmap_path
 from detection.checkpoint import load_checkpoint
 from detection.config import load_config
-from detection.data.labelmap import LabelMap, read_labelmap
 from detection.data.sampling import clip_times, pack_pathways
 from detection.data.transforms import test_transform
 from detection.data.video import VideoReader
-from detection.engine.cli import USER_ERRORS as TOOL_USER_ERRORS
-from detection.evaluation.ava_csv import write_detections
+from detection.errors import UserError
 from detection.models import build_model
-from detection.models.inference import optimize_for_inference
-from detection.person import PersonDetections, PersonDetectorError, build_detector_from_cfg
+from detection.models.optimize import optimize_for_inference
+from detection.person import PersonDetections, build_detector_from_cfg
 from detection.utils.atomic import atomic_write
 from detection.visualization import Mp4Writer, draw_banner, draw_detections
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_LABEL_MAP = PROJECT_ROOT / "data" / "ava" / "ava_action_list_v2.2.pbtxt"
 UNTRAINED_NOTICE = "UNTRAINED action model: scores are meaningless"
 
 
-class DemoError(RuntimeError):
+class DemoError(UserError, RuntimeError):
     """A user mistake the demo reports in one line (bad span, label map that does not fit...)."""
 
 
-# Errors caused by the user's files or options: reported in one line, without a traceback.
-USER_ERRORS = (*TOOL_USER_ERRORS, DemoError, PersonDetectorError)
 
 
 @dataclass
@@ -148,11 +145,11 @@ def load_action_model(cfg: CfgNode, device: torch.device) -> tuple[torch.nn.Modu
 
 
 def _label_map_for(cfg: CfgNode) -> LabelMap:
-    labelmap = read_labelmap(cfg.DEMO.LABEL_FILE_PATH or DEFAULT_LABEL_MAP)
+    labelmap = read_labelmap(cfg.DEMO.LABEL_FILE_PATH or packaged_labelmap_path())
     too_big = [i for i in labelmap.ids if i > cfg.MODEL.NUM_CLASSES]
     if too_big:
         raise DemoError(
-            f"label map {cfg.DEMO.LABEL_FILE_PATH or DEFAULT_LABEL_MAP} names action ids "
+            f"label map {cfg.DEMO.LABEL_FILE_PATH or packaged_labelmap_path()} names action ids "
             f"{too_big[:5]} but the model scores only MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES}"
         )
     return labelmap

@@ -38,28 +38,6 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def select_device(preference: str) -> torch.device:
-    """The device for this process from cfg.DEVICE ("auto", "cpu" or "cuda").
-
-    Under torchrun each process on a machine takes GPU LOCAL_RANK.
-    """
-    if preference not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"DEVICE: expected 'auto', 'cpu' or 'cuda', got {preference!r}")
-    use_cuda = preference == "cuda" or (preference == "auto" and torch.cuda.is_available())
-    if not use_cuda:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("DEVICE is 'cuda' but torch.cuda.is_available() is False")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(
-            f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible: "
-            "use --nproc_per_node at most the number of GPUs per machine"
-        )
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
-
-
 def init_distributed(device: torch.device, timeout_minutes: float = 30.0) -> None:
     """Join the process group torchrun set up: NCCL for CUDA devices, gloo on CPU.
 

@@ -28,12 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode
 
+from detection.utils.device import resolve_device
+
 from . import distributed as du
 from .checkpoint_io import last_checkpoint, save_checkpoint, unwrap
-from .inference import evaluate
 from .metrics_log import MetricsLogger, progress
 from .optim import LRSchedule, build_optimizer, set_lr
 from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
+from .tester import evaluate_model
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +203,7 @@ def train(cfg: CfgNode) -> dict | None:
     last epoch (writing OUTPUT_DIR/detections.csv and OUTPUT_DIR/metrics.json).
     Works alone or under torchrun. Returns the last evaluation's {"mAP", "per_class"}, or None.
     """
-    device = du.select_device(cfg.DEVICE)
+    device = resolve_device(cfg.DEVICE, set_current=True)
     du.init_distributed(device)
     try:
         result = _train(cfg, device)
@@ -277,11 +279,11 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
                     test_loader = build_loader(
                         cfg, "test", distributed=du.is_distributed(), shuffle=False
                     )
-                result = evaluate(cfg, unwrap(model), test_loader, device, log, epoch, dtype)
+                result = evaluate_model(cfg, unwrap(model), test_loader, device, log, epoch, dtype)
         if result is None and cfg.TEST.ENABLE:
             # Nothing was left to train (a finished run restarted): still report its metrics.
             test_loader = build_loader(cfg, "test", distributed=du.is_distributed(), shuffle=False)
-            result = evaluate(cfg, unwrap(model), test_loader, device, log, max_epoch - 1, dtype)
+            result = evaluate_model(cfg, unwrap(model), test_loader, device, log, max_epoch - 1, dtype)
         log.record("done", epoch=max_epoch - 1)
     finally:
         log.close()

@@ -50,16 +50,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from detection.data.labelmap import LabelMap, read_labelmap
-from detection.evaluation.ava_csv import (
+from detection.ava.constants import MAX_DETECTIONS_PER_FRAME
+from detection.ava.csv_io import (
     BOX_COLUMNS,
     iter_ava_csv,
     read_ava_csv,
     read_excluded_timestamps,
 )
+from detection.ava.labelmap import LabelMap, read_labelmap
+from detection.structures.boxes import paired_iou
 from detection.utils.atomic import atomic_write
 
-MAX_DETECTIONS_PER_FRAME = 50
 IOU_THRESHOLD = 0.5
 
 FramesWithoutGroundtruth = Literal["false_positive", "ignore"]
@@ -240,20 +241,6 @@ def average_precision(scores: np.ndarray, is_tp: np.ndarray, num_groundtruth: in
     return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
 
 
-def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """IoU of paired boxes, [N, 4] (x1, y1, x2, y2) each -> [N], with the official evaluator's
-    arithmetic in its order (height before width, no +1), so that IoU exactly 0.5 compares the
-    same way."""
-    heights = np.maximum(0.0, np.minimum(boxes1[:, 3], boxes2[:, 3])
-                         - np.maximum(boxes1[:, 1], boxes2[:, 1]))
-    widths = np.maximum(0.0, np.minimum(boxes1[:, 2], boxes2[:, 2])
-                        - np.maximum(boxes1[:, 0], boxes2[:, 0]))
-    intersection = heights * widths
-    area1 = (boxes1[:, 3] - boxes1[:, 1]) * (boxes1[:, 2] - boxes1[:, 0])
-    area2 = (boxes2[:, 3] - boxes2[:, 1]) * (boxes2[:, 2] - boxes2[:, 0])
-    return intersection / (area1 + area2 - intersection)
-
-
 @dataclass
 class _DetectionColumns:
     """Detections of label-map classes as arrays: video [N] (index into `videos`),
@@ -431,7 +418,7 @@ def _match(
     pair_det = np.repeat(np.arange(num_det), count)
     pair_start = np.cumsum(count) - count
     pair_gt = gt_order[np.repeat(first, count) + np.arange(total) - np.repeat(pair_start, count)]
-    iou = box_iou(det_box[pair_det], gt_box[pair_gt])
+    iou = paired_iou(det_box[pair_det], gt_box[pair_gt])
 
     best_iou = np.full(num_det, -np.inf)
     has_gt = count > 0

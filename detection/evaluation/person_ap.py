@@ -22,12 +22,13 @@ import pandas as pd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detection.evaluation.ava_csv import BOX_COLUMNS, read_ava_csv, read_excluded_timestamps
+from detection.ava.csv_io import BOX_COLUMNS, read_ava_csv, read_excluded_timestamps
 
 SCORE_THRESHOLD = 0.8
 """The person-score cut the AVA configs use (AVA.DETECTION_SCORE_THRESH)."""
 
-MAX_DETECTIONS_PER_FRAME = 100
+COCO_MAX_DETECTIONS = 100
+"""COCOeval's largest maxDets (detections per image it scores); not AVA's 50-per-frame cap."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def evaluate_person_boxes(
     with contextlib.redirect_stdout(io.StringIO()):
         coco_det = coco_gt.loadRes(detections_json)
         evaluator = COCOeval(coco_gt, coco_det, iouType="bbox")
-        evaluator.params.maxDets = [1, 10, MAX_DETECTIONS_PER_FRAME]
+        evaluator.params.maxDets = [1, 10, COCO_MAX_DETECTIONS]
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

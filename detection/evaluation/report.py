@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from detection.data.labelmap import LabelMap
+from detection.ava.labelmap import LabelMap
 from detection.evaluation.frame_map import FrameMapResult
 
 NO_GROUP = "(no group)"

@@ -7,7 +7,6 @@ from detection.person.base import (
     PersonDetector,
     PersonDetectorError,
     check_frame,
-    clip_boxes,
     make_detections,
 )
 from detection.person.build import DETECTORS, build_detector, build_detector_from_cfg
@@ -20,6 +19,5 @@ __all__ = [
     "build_detector",
     "build_detector_from_cfg",
     "check_frame",
-    "clip_boxes",
     "make_detections",
 ]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from detection.person.base import PersonDetector, PersonDetectorError
+from detection.utils.device import resolve_device
 
 DETECTORS = ("hog", "torchvision", "detectron2", "csv")
 
@@ -55,9 +54,7 @@ def build_detector_from_cfg(cfg, device: str | None = None) -> PersonDetector:
     demo = cfg.DEMO
     name = demo.DETECTOR
     thresh = demo.PERSON_SCORE_THRESH
-    device = device or cfg.DEVICE
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or str(resolve_device(cfg.DEVICE))
     if name == "hog":
         return build_detector("hog", score_thresh=thresh)
     if name == "torchvision":

@@ -3,7 +3,7 @@
 Rows are ``video_id, timestamp, x1, y1, x2, y2, action_id[, score]`` with whole-second
 timestamps (``0902``), normalized coordinates, an action id that may be empty or -1, and an
 optional score (1.0 when absent); they are read and validated by
-`detection.evaluation.ava_csv.read_ava_csv` (kind "boxes"). A person box repeated on several
+`detection.ava.csv_io.read_ava_csv` (kind "boxes"). A person box repeated on several
 rows (one per action) is one box, with the highest score of its rows.
 
 Lookup rule: a video id that the file never names is an error (almost always a wrong file or a
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detection.evaluation.ava_csv import BOX_COLUMNS, read_ava_csv
+from detection.ava.csv_io import BOX_COLUMNS, read_ava_csv
 from detection.person.base import (
     PersonDetections,
     PersonDetector,
@@ -25,6 +25,7 @@ from detection.person.base import (
     check_frame,
     make_detections,
 )
+from detection.structures.boxes import denormalize_boxes
 
 # A query time this close to a whole second is that second (float keyframe times).
 _WHOLE_SECOND_EPS = 1e-3
@@ -35,7 +36,7 @@ class CsvPersonDetector(PersonDetector):
 
     Args:
         path: the CSV file (read once, here; a malformed row raises
-            `detection.evaluation.ava_csv.AvaCsvError` naming the file and line).
+            `detection.ava.csv_io.AvaCsvError` naming the file and line).
         score_thresh: minimum score; rows without a score count as 1.0.
     """
 
@@ -87,5 +88,6 @@ class CsvPersonDetector(PersonDetector):
         if found is None or abs(float(timestamp) - second) > _WHOLE_SECOND_EPS:
             return PersonDetections.empty()
         boxes, scores = found
-        scale = np.array([width, height, width, height], dtype=np.float32)
-        return make_detections(boxes * scale, scores, height, width, self.score_thresh)
+        return make_detections(
+            denormalize_boxes(boxes, height, width), scores, height, width, self.score_thresh
+        )

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from detection.structures.boxes import clip_boxes
+
 # (class id, name, score or None): one label drawn for one box.
 Label = tuple[int, str, float | None]
 
@@ -136,7 +138,7 @@ def draw_detections(
     for i, box in enumerate(boxes):
         if not np.isfinite(box).all():
             continue
-        x1, y1, x2, y2 = box.clip([0, 0, 0, 0], [width, height, width, height]).round().astype(int)
+        x1, y1, x2, y2 = clip_boxes(box, height, width, convention="edges")[0].round().astype(int)
         if x2 <= x1 or y2 <= y1:
             continue
         # Keep the far edges on-screen: pixel `width` itself is one past the image.

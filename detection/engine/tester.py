@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from detection.utils.device import resolve_device
+
 from . import distributed as du
 from .checkpoint_io import last_checkpoint
 from .metrics_log import MetricsLogger, progress
@@ -124,7 +126,7 @@ def annotation_file(cfg: CfgNode, name: str) -> Path:
     return Path(cfg.DATA.PATH_TO_DATA_DIR) / cfg.AVA.ANNOTATION_DIR / path
 
 
-def evaluate(
+def evaluate_model(
     cfg: CfgNode,
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
@@ -137,7 +139,7 @@ def evaluate(
 
     Every rank returns the same {"mAP": float, "per_class": {name: AP}}.
     """
-    from detection.evaluation.ava_csv import write_detections
+    from detection.ava.csv_io import write_detections
     from detection.evaluation.frame_map import evaluate as frame_map
 
     local = predict(model, loader, device, dtype)
@@ -195,7 +197,7 @@ def evaluate_checkpoint(cfg: CfgNode) -> dict:
     from detection.data.dataset import build_loader
     from detection.models import build_model
 
-    device = du.select_device(cfg.DEVICE)
+    device = resolve_device(cfg.DEVICE, set_current=True)
     du.init_distributed(device)
     try:
         model = build_model(cfg)
@@ -209,7 +211,7 @@ def evaluate_checkpoint(cfg: CfgNode) -> dict:
         log = MetricsLogger(cfg.OUTPUT_DIR, tensorboard=False)
         try:
             log.record("test", checkpoint=path)
-            result = evaluate(cfg, model, loader, device, log=log, dtype=dtype)
+            result = evaluate_model(cfg, model, loader, device, log=log, dtype=dtype)
         finally:
             log.close()
     except BaseException:

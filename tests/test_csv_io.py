@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detection.evaluation import ava_csv
-from detection.evaluation.ava_csv import (
+from detection.ava import csv_io
+from detection.ava.csv_io import (
     AvaCsvError,
     iter_ava_csv,
     read_ava_csv,
@@ -135,7 +135,7 @@ def test_malformed_excluded_timestamps(tmp_path):
 
 
 def test_write_detections_round_trip_one_row_per_box_and_class(tmp_path, monkeypatch):
-    monkeypatch.setattr(ava_csv, "_BOXES_PER_WRITE", 1)  # write box by box: blocks join up
+    monkeypatch.setattr(csv_io, "_BOXES_PER_WRITE", 1)  # write box by box: blocks join up
     path = tmp_path / "out" / "detections.csv"
     boxes = np.array([[0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 1.0, 1.0]])
     scores = np.array([[0.5, 0.25, 0.125], [0.0625, 1.0, 0.123456789]])

@@ -5,9 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detection.data.ava import AnnotationError, group_keyframes, read_box_files, read_frame_lists
-from detection.data.labelmap import read_labelmap
-from detection.evaluation.ava_csv import AvaCsvError, read_excluded_timestamps
+from detection.ava.csv_io import AvaCsvError, read_excluded_timestamps
+from detection.ava.labelmap import read_labelmap
+from detection.ava.packaged import packaged_labelmap_path
+from detection.data.annotations import (
+    AnnotationError,
+    group_keyframes,
+    read_box_files,
+    read_frame_lists,
+)
 
 VALID = range(902, 1799)
 
@@ -71,7 +77,7 @@ def test_seconds_outside_the_valid_range_are_skipped_counted_and_logged(tmp_path
         tmp_path / "gt.csv",
         "v,0901,0.1,0.1,0.2,0.2,1,0\nv,0902,0.1,0.1,0.2,0.2,1,0\nv,1798,0.1,0.1,0.2,0.2,1,0\nv,1799,0.1,0.1,0.2,0.2,1,0\n",
     )
-    with caplog.at_level(logging.WARNING, logger="detection.data.ava"):
+    with caplog.at_level(logging.WARNING, logger="detection.data.annotations"):
         frames = _keyframes([gt])
     assert sorted(frames) == [("v", 902), ("v", 1798)]
     assert "2 box rows at seconds outside 902..1798 skipped" in caplog.text
@@ -100,9 +106,9 @@ def test_bad_rows_name_the_file_and_line(tmp_path):
 
 
 def test_label_maps_full_80_and_evaluated_60(project_root):
-    full = read_labelmap(project_root / "data" / "ava" / "ava_action_list_v2.2.pbtxt")
+    full = read_labelmap(packaged_labelmap_path("ava_action_list_v2.2.pbtxt"))
     evaluated = read_labelmap(
-        project_root / "data" / "ava" / "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+        packaged_labelmap_path("ava_action_list_v2.2_for_activitynet_2019.pbtxt")
     )
     assert len(full) == 80 and len(evaluated) == 60
     assert set(evaluated.ids) < set(full.ids)

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detection.data.labelmap import LabelMap
+from detection.ava.csv_io import read_ava_csv
+from detection.ava.labelmap import LabelMap
 from detection.data.video import VideoReader
-from detection.evaluation.ava_csv import read_ava_csv
+from detection.structures.boxes import denormalize_boxes
 from detection.visualization.draw import Label, draw_detections
 from detection.visualization.mp4 import Mp4Writer
 from detection.visualization.sheet import contact_sheet, save_png
@@ -39,8 +40,7 @@ class KeyframeBoxes:
             self.labels[self.boxes.index(box)].append(label)
 
     def pixel_boxes(self, height: int, width: int) -> np.ndarray:
-        scale = np.array([width, height, width, height], np.float32)
-        return np.array(self.boxes, np.float32).reshape(-1, 4) * scale
+        return denormalize_boxes(np.array(self.boxes, np.float32), height, width)
 
 
 def group_rows(

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from detection.errors import UserError
 from detection.utils.atomic import atomic_write
 
 Kind = Literal["groundtruth", "detections", "boxes"]
@@ -46,7 +47,7 @@ _NUMERIC_COLUMNS = ["timestamp", *BOX_COLUMNS, "action_id"]
 _EXTRA = "_extra"
 
 
-class AvaCsvError(ValueError):
+class AvaCsvError(UserError, ValueError):
     """A malformed AVA CSV file; the message names the file, the 1-based line and what was
     expected."""
 

@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detection.errors import UserError
+
 _ENTRY_START = re.compile(r"^(label|item)\s*\{\s*$")
 _FIELD = re.compile(r'^(\w+)\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(\S+))\s*$')
 _ID_FIELDS = ("label_id", "id")
 
 
-class LabelMapError(ValueError):
+class LabelMapError(UserError, ValueError):
     """A label map file is malformed; the message names the file and line."""
 
 

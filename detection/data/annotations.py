@@ -1,7 +1,7 @@
 """AVA annotations as PySlowFast reads them: keyframes, their person boxes and action labels.
 
 Rows are parsed (and validated, with file:line errors) by the one AVA CSV parser,
-`detection.evaluation.ava_csv.read_ava_csv`; this module applies PySlowFast's loading rules:
+`detection.ava.csv_io.read_ava_csv`; this module applies PySlowFast's loading rules:
 
 - ground-truth files (``video,sec,x1,y1,x2,y2,action,person``) and predicted person-box files
   (``video,sec,x1,y1,x2,y2,,score``) are read into one table per split; a predicted box whose
@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detection.evaluation.ava_csv import read_ava_csv
+from detection.ava.csv_io import read_ava_csv
+from detection.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """An AVA annotation or frame-list file is inconsistent; the message names file and row."""
 
 
