@@ -25,7 +25,9 @@ MODEL_STAGES = ("detect", "action_model")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(ROOT / "configs/AVA/SLOWFAST_32x2_R50.yaml"))
     parser.add_argument("--input", default=str(ROOT / "data/demo/vtest_walking_6s.mp4"))
     parser.add_argument("--detector", default="hog")
@@ -37,24 +39,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = run_demo(
-            cfg, args.input, Path(tmp) / "out.mp4", output_csv=Path(tmp) / "out.csv",
-            output_json=Path(tmp) / "out.json", end_s=args.end, show_progress=False,
+            cfg,
+            args.input,
+            Path(tmp) / "out.mp4",
+            output_csv=Path(tmp) / "out.csv",
+            output_json=Path(tmp) / "out.json",
+            end_s=args.end,
+            show_progress=False,
         )
         wall = time.perf_counter() - start
     video_s = result.span_s[1] - result.span_s[0]
     stages = dict(result.times.seconds)
     stages["other (model load, setup)"] = wall - sum(stages.values())
 
-    print(f"input {args.input}: {video_s:.1f} s of video, {result.frames_written} frames, "
-          f"{len(result.predictions)} keyframes; torch threads {torch.get_num_threads()}; "
-          f"config {Path(args.config).name}, detector {args.detector}")
+    print(
+        f"input {args.input}: {video_s:.1f} s of video, {result.frames_written} frames, "
+        f"{len(result.predictions)} keyframes; torch threads {torch.get_num_threads()}; "
+        f"config {Path(args.config).name}, detector {args.detector}"
+    )
     print("\n| stage | seconds | s per s of video | share of wall |\n|---|---:|---:|---:|")
     for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"| {stage} | {seconds:.2f} | {seconds / video_s:.3f} | {seconds / wall:.1%} |")
     print(f"| **total** | {wall:.2f} | {wall / video_s:.3f} | 100% |")
     overhead = wall - sum(stages.get(s, 0.0) for s in MODEL_STAGES)
-    print(f"\npipeline overhead (all but person detection and action model): {overhead:.2f} s = "
-          f"{overhead / wall:.1%} of wall time (goal <= 20%)")
+    print(
+        f"\npipeline overhead (all but person detection and action model): {overhead:.2f} s = "
+        f"{overhead / wall:.1%} of wall time (goal <= 20%)"
+    )
 
 
 if __name__ == "__main__":

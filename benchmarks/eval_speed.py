@@ -71,10 +71,16 @@ def _reference_read(path: Path, class_ids: set[int], capacity: int) -> dict:
 
 def _reference_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """[N, 4] x [M, 4] (y1, x1, y2, x2) -> [N, M], no +1."""
-    heights = np.maximum(0.0, np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
-                         - np.maximum(boxes1[:, None, 0], boxes2[None, :, 0]))
-    widths = np.maximum(0.0, np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
-                        - np.maximum(boxes1[:, None, 1], boxes2[None, :, 1]))
+    heights = np.maximum(
+        0.0,
+        np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
+        - np.maximum(boxes1[:, None, 0], boxes2[None, :, 0]),
+    )
+    widths = np.maximum(
+        0.0,
+        np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
+        - np.maximum(boxes1[:, None, 1], boxes2[None, :, 1]),
+    )
     intersection = heights * widths
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
@@ -189,30 +195,37 @@ def generate_ava_like(
             timestamp = 902 + frame
             boxes = _random_boxes(rng, count)
             for person, box in enumerate(boxes):
-                labels = rng.choice(class_ids, size=1 + rng.poisson(0.6), replace=False,
-                                    p=popularity)
+                labels = rng.choice(
+                    class_ids, size=1 + rng.poisson(0.6), replace=False, p=popularity
+                )
                 gt_rows += [(video, timestamp, *box, a, person) for a in labels]
-                det_rows += _scored_rows(rng, video, timestamp, _jitter(rng, box), labels,
-                                         class_ids, classes_per_box)
+                det_rows += _scored_rows(
+                    rng, video, timestamp, _jitter(rng, box), labels, class_ids, classes_per_box
+                )
             for box in _random_boxes(rng, rng.poisson(0.4)):  # false boxes, also on empty frames
-                det_rows += _scored_rows(rng, video, timestamp, box, [], class_ids,
-                                         classes_per_box)
+                det_rows += _scored_rows(rng, video, timestamp, box, [], class_ids, classes_per_box)
 
     groundtruth = folder / "groundtruth.csv"
-    groundtruth.write_text("".join(
-        f"{v},{t:04d},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f},{a},{p}\n"
-        for v, t, x1, y1, x2, y2, a, p in gt_rows
-    ))
+    groundtruth.write_text(
+        "".join(
+            f"{v},{t:04d},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f},{a},{p}\n"
+            for v, t, x1, y1, x2, y2, a, p in gt_rows
+        )
+    )
     detections = folder / "detections.csv"
-    detections.write_text("".join(
-        f"{v},{t:04d},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f},{a},{s:.6f}\n"
-        for v, t, x1, y1, x2, y2, a, s in det_rows
-    ))
+    detections.write_text(
+        "".join(
+            f"{v},{t:04d},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f},{a},{s:.6f}\n"
+            for v, t, x1, y1, x2, y2, a, s in det_rows
+        )
+    )
     excluded = folder / "excluded.csv"
     picks = rng.choice(num_videos * frames_per_video, size=40, replace=False)
-    excluded.write_text("".join(
-        f"{videos[i // frames_per_video]},{902 + i % frames_per_video:04d}\n" for i in picks
-    ))
+    excluded.write_text(
+        "".join(
+            f"{videos[i // frames_per_video]},{902 + i % frames_per_video:04d}\n" for i in picks
+        )
+    )
     return groundtruth, detections, excluded
 
 
@@ -225,17 +238,24 @@ def _random_boxes(rng: np.random.Generator, count: int) -> np.ndarray:
 def _jitter(rng: np.random.Generator, box: np.ndarray) -> np.ndarray:
     moved = box + rng.normal(0.0, 0.03, 4)
     moved = np.clip(moved, 0.0, 1.0)
-    return np.round(np.hstack([np.minimum(moved[:2], moved[2:]), np.maximum(moved[:2], moved[2:])]),
-                    3)
+    return np.round(
+        np.hstack([np.minimum(moved[:2], moved[2:]), np.maximum(moved[:2], moved[2:])]), 3
+    )
 
 
 def _scored_rows(rng, video, timestamp, box, labels, class_ids, classes_per_box) -> list:
-    others = rng.choice(np.setdiff1d(class_ids, labels), classes_per_box - len(labels),
-                        replace=False)
+    others = rng.choice(
+        np.setdiff1d(class_ids, labels), classes_per_box - len(labels), replace=False
+    )
     scores = np.concatenate([rng.beta(4, 2, len(labels)), rng.beta(1, 6, len(others))])
-    return [(video, timestamp, *box, a, s) for a, s in
-            zip(np.concatenate([np.asarray(labels, dtype=np.int64), others]).tolist(),
-                scores.tolist(), strict=True)]
+    return [
+        (video, timestamp, *box, a, s)
+        for a, s in zip(
+            np.concatenate([np.asarray(labels, dtype=np.int64), others]).tolist(),
+            scores.tolist(),
+            strict=True,
+        )
+    ]
 
 
 def _our_peak_memory_mib(groundtruth: Path, detections: Path, excluded: Path) -> float:
@@ -249,18 +269,34 @@ def _our_peak_memory_mib(groundtruth: Path, detections: Path, excluded: Path) ->
         "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", code, str(EVAL_LABELMAP), str(groundtruth), str(detections),
-         str(excluded)], check=True, cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(EVAL_LABELMAP),
+            str(groundtruth),
+            str(detections),
+            str(excluded),
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     return int(completed.stdout.split()[-1]) / 1024  # VmHWM is in kB
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + (
-        " Writes generated CSVs to --workdir (default: a temporary folder) and prints a table."
-    ))
-    parser.add_argument("--classes-per-box", type=int, default=20,
-                        help="detection rows per detected box (default 20)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0]
+        + (" Writes generated CSVs to --workdir (default: a temporary folder) and prints a table.")
+    )
+    parser.add_argument(
+        "--classes-per-box",
+        type=int,
+        default=20,
+        help="detection rows per detected box (default 20)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep the generated CSVs here")
     args = parser.parse_args()
 
@@ -284,29 +320,37 @@ def main() -> None:
             ours_runs.append(time.perf_counter() - start)
         ours_s = float(np.median(ours_runs))
         start = time.perf_counter()
-        ref_map, ref_per_class = reference_evaluate(EVAL_LABELMAP, groundtruth, detections,
-                                                    excluded)
+        ref_map, ref_per_class = reference_evaluate(
+            EVAL_LABELMAP, groundtruth, detections, excluded
+        )
         ref_s = time.perf_counter() - start
         peak = _our_peak_memory_mib(groundtruth, detections, excluded)
 
     ours_by_id = {ours.class_ids[name]: ap for name, ap in ours.per_class.items()}
     assert ours_by_id.keys() == ref_per_class.keys()
     worst = max(abs(ours_by_id[c] - ref_per_class[c]) for c in ref_per_class)
-    print(f"ground truth: {gt_rows} rows, {ours.num_frames} frames; detections: {det_rows} rows "
-          f"({ours.num_dropped_by_cap} over the cap of 50 per frame); "
-          f"{len(ours.per_class)} classes with ground truth")
+    print(
+        f"ground truth: {gt_rows} rows, {ours.num_frames} frames; detections: {det_rows} rows "
+        f"({ours.num_dropped_by_cap} over the cap of 50 per frame); "
+        f"{len(ours.per_class)} classes with ground truth"
+    )
     print()
     print("| evaluator | time (s) | mAP | speed-up |")
     print("|---|---:|---:|---:|")
     print(f"| loop reference (official structure) | {ref_s:.2f} | {ref_map:.6f} | 1.0x |")
-    print(f"| detection.evaluation.frame_map (median of 3; runs "
-          f"{', '.join(f'{t:.2f}' for t in ours_runs)}) | {ours_s:.2f} | {ours.mAP:.6f} | "
-          f"{ref_s / ours_s:.1f}x |")
+    print(
+        f"| detection.evaluation.frame_map (median of 3; runs "
+        f"{', '.join(f'{t:.2f}' for t in ours_runs)}) | {ours_s:.2f} | {ours.mAP:.6f} | "
+        f"{ref_s / ours_s:.1f}x |"
+    )
     print()
-    print(f"largest per-class AP difference: {worst:.2e}; |mAP difference|: "
-          f"{abs(ours.mAP - ref_map):.2e}")
-    print(f"peak memory of our evaluator (child process RSS, incl. Python and pandas): "
-          f"{peak:.0f} MiB")
+    print(
+        f"largest per-class AP difference: {worst:.2e}; |mAP difference|: "
+        f"{abs(ours.mAP - ref_map):.2e}"
+    )
+    print(
+        f"peak memory of our evaluator (child process RSS, incl. Python and pandas): {peak:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     sf = results[names[0]]["gflops"]
     print(
         f"\nSlowFast GFLOPs: Slow pathway {sf['slow']:.3f}, Fast pathway {sf['fast']:.3f}, "
-        f"laterals {sf['lateral']:.3f}, head {sf['head']:.4f}; Fast share {sf['fast'] / sf['total']:.1%} "
+        f"laterals {sf['lateral']:.3f}, head {sf['head']:.4f}; "
+        f"Fast share {sf['fast'] / sf['total']:.1%} "
         f"(with laterals {(sf['fast'] + sf['lateral']) / sf['total']:.1%})"
     )
     output.mkdir(parents=True, exist_ok=True)

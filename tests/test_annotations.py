@@ -159,7 +159,8 @@ def test_frame_lists(synthetic_ava, tmp_path):
     assert all(p.is_file() for p in lists[vid][:5])
     bad = _write(
         tmp_path / "bad.csv",
-        'original_vido_id video_id frame_id path labels\nv 0 0 v/v_000001.jpg ""\nv 0 1 v/v_000002.jpg\n',
+        "original_vido_id video_id frame_id path labels\n"
+        'v 0 0 v/v_000001.jpg ""\nv 0 1 v/v_000002.jpg\n',
     )
     with pytest.raises(AnnotationError, match=r"bad.csv:3: expected 5 space-separated fields"):
         read_frame_lists([bad], tmp_path)

@@ -24,7 +24,14 @@ def test_detections_columns_types_and_zero_padded_timestamps(tmp_path):
     path = write(tmp_path, f"{DETECTION_ROW}\nNA,1038,0.0,0.0,1.0,1.0,80,0.25\n")
     frame = read_ava_csv(path, kind="detections")
     assert list(frame.columns) == [
-        "video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"
+        "video_id",
+        "timestamp",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "action_id",
+        "score",
     ]
     assert frame["video_id"].tolist() == ["vid_a", "NA"]  # "NA" is a video id, not a missing value
     assert frame["timestamp"].tolist() == [902, 1038]
@@ -34,12 +41,15 @@ def test_detections_columns_types_and_zero_padded_timestamps(tmp_path):
 
 
 def test_groundtruth_with_and_without_person_ids_and_box_less_rows(tmp_path):
-    path = write(tmp_path, (
-        "vid_a,0902,0.1,0.2,0.3,0.4,12,3\n"  # with person id
-        "vid_a,0903,0.1,0.2,0.3,0.4,5\n"  # without
-        "vid_a,0904,0.1,0.2,0.3,0.4,,7\n"  # box without an action
-        "vid_a,0905,,,,,,\n"  # box-less row: the frame is annotated, nobody in it
-    ))
+    path = write(
+        tmp_path,
+        (
+            "vid_a,0902,0.1,0.2,0.3,0.4,12,3\n"  # with person id
+            "vid_a,0903,0.1,0.2,0.3,0.4,5\n"  # without
+            "vid_a,0904,0.1,0.2,0.3,0.4,,7\n"  # box without an action
+            "vid_a,0905,,,,,,\n"  # box-less row: the frame is annotated, nobody in it
+        ),
+    )
     frame = read_ava_csv(path, kind="groundtruth")
     assert "score" not in frame
     assert frame["person_id"].tolist() == [3, -1, 7, -1]
@@ -48,32 +58,38 @@ def test_groundtruth_with_and_without_person_ids_and_box_less_rows(tmp_path):
 
 
 def test_boxes_files_with_empty_or_minus_one_action_and_optional_score(tmp_path):
-    path = write(tmp_path, (
-        "vid_a,0902,0.1,0.2,0.3,0.4,,0.9\n"  # person-detector file: no action, a score
-        "vid_a,0903,0.1,0.2,0.3,0.4,-1,0.5\n"
-        "vid_a,0904,0.1,0.2,0.3,0.4,17\n"  # ground truth used as boxes: no score
-    ))
+    path = write(
+        tmp_path,
+        (
+            "vid_a,0902,0.1,0.2,0.3,0.4,,0.9\n"  # person-detector file: no action, a score
+            "vid_a,0903,0.1,0.2,0.3,0.4,-1,0.5\n"
+            "vid_a,0904,0.1,0.2,0.3,0.4,17\n"  # ground truth used as boxes: no score
+        ),
+    )
     frame = read_ava_csv(path, kind="boxes")
     assert frame["action_id"].tolist() == [-1, -1, 17]
     assert frame["score"].tolist()[:2] == [0.9, 0.5] and np.isnan(frame["score"].iloc[2])
 
 
-@pytest.mark.parametrize(("second_line", "message"), [
-    ("vid_a,0902,0.1,0.2,0.3,0.4,12", "expected 8 comma-separated fields, got 7"),
-    ("vid_a,0902,0.1,0.2,0.3,0.4,12,0.5,9", "expected 8 comma-separated fields, got 9"),
-    ("", "got an empty line"),
-    ("vid_a,0902,0.1,abc,0.3,0.4,12,0.5", "y1 'abc' is not a number"),
-    ("vid_a,0902,0.4,0.2,0.3,0.4,12,0.5", "x1 = 0.4 > x2 = 0.3"),
-    ("vid_a,0902,0.1,0.5,0.3,0.4,12,0.5", "y1 = 0.5 > y2 = 0.4"),
-    ("vid_a,0902,0.1,0.2,0.3,1.4,12,0.5", "outside [0, 1]"),
-    ("vid_a,0902,-0.01,0.2,0.3,0.4,12,0.5", "outside [0, 1]"),
-    ("vid_a,0902,0.1,0.2,0.3,0.4,12.5,0.5", "action id 12.5 is not an integer >= 1"),
-    ("vid_a,0902,0.1,0.2,0.3,0.4,,0.5", "missing action id"),
-    ("vid_a,902.5,0.1,0.2,0.3,0.4,12,0.5", "timestamp 902.5 is not a non-negative integer"),
-    ("vid_a,0902,0.1,0.2,0.3,0.4,12,", "missing score"),
-    ("vid_a,0902,0.1,0.2,0.3,0.4,12,inf", "score inf is not finite"),
-    (",0902,0.1,0.2,0.3,0.4,12,0.5", "empty video id"),
-])
+@pytest.mark.parametrize(
+    ("second_line", "message"),
+    [
+        ("vid_a,0902,0.1,0.2,0.3,0.4,12", "expected 8 comma-separated fields, got 7"),
+        ("vid_a,0902,0.1,0.2,0.3,0.4,12,0.5,9", "expected 8 comma-separated fields, got 9"),
+        ("", "got an empty line"),
+        ("vid_a,0902,0.1,abc,0.3,0.4,12,0.5", "y1 'abc' is not a number"),
+        ("vid_a,0902,0.4,0.2,0.3,0.4,12,0.5", "x1 = 0.4 > x2 = 0.3"),
+        ("vid_a,0902,0.1,0.5,0.3,0.4,12,0.5", "y1 = 0.5 > y2 = 0.4"),
+        ("vid_a,0902,0.1,0.2,0.3,1.4,12,0.5", "outside [0, 1]"),
+        ("vid_a,0902,-0.01,0.2,0.3,0.4,12,0.5", "outside [0, 1]"),
+        ("vid_a,0902,0.1,0.2,0.3,0.4,12.5,0.5", "action id 12.5 is not an integer >= 1"),
+        ("vid_a,0902,0.1,0.2,0.3,0.4,,0.5", "missing action id"),
+        ("vid_a,902.5,0.1,0.2,0.3,0.4,12,0.5", "timestamp 902.5 is not a non-negative integer"),
+        ("vid_a,0902,0.1,0.2,0.3,0.4,12,", "missing score"),
+        ("vid_a,0902,0.1,0.2,0.3,0.4,12,inf", "score inf is not finite"),
+        (",0902,0.1,0.2,0.3,0.4,12,0.5", "empty video id"),
+    ],
+)
 def test_malformed_detection_rows_name_file_line_and_expectation(tmp_path, second_line, message):
     # The good first and third lines make sure the error points at line 2, not at the file.
     path = write(tmp_path, f"{DETECTION_ROW}\n{second_line}\n{DETECTION_ROW}\n")
@@ -116,7 +132,9 @@ def test_unknown_kind_is_rejected(tmp_path):
 
 
 def test_real_excluded_timestamps_file(shared_dir):
-    excluded = read_excluded_timestamps(shared_dir / "data/ava/ava_val_excluded_timestamps_v2.2.csv")
+    excluded = read_excluded_timestamps(
+        shared_dir / "data/ava/ava_val_excluded_timestamps_v2.2.csv"
+    )
     assert ("5BDj0ow5hnA", 1038) in excluded
     assert all(isinstance(t, int) for _, t in excluded)
     test_excluded = read_excluded_timestamps(

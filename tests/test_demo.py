@@ -39,7 +39,12 @@ def test_keyframes_are_whole_seconds_of_the_span():
 def test_each_frame_shows_its_nearest_keyframe():
     keyframes = np.array([0.0, 1.0, 2.0])
     assert [nearest_keyframe(keyframes, t) for t in (0.0, 0.49, 0.5, 0.51, 1.7, 9.0)] == [
-        0, 0, 0, 1, 2, 2
+        0,
+        0,
+        0,
+        1,
+        2,
+        2,
     ]
 
 
@@ -49,8 +54,14 @@ def test_demo_on_real_clip_writes_playable_video_csv_and_json(tmp_path, project_
     clip = project_root / "data/demo/vtest_walking_6s.mp4"
     out = tmp_path / "out.mp4"
     result = run_demo(
-        cfg, clip, out, output_csv=tmp_path / "out.csv", output_json=tmp_path / "out.json",
-        start_s=1.0, end_s=4.0, show_progress=False,
+        cfg,
+        clip,
+        out,
+        output_csv=tmp_path / "out.csv",
+        output_json=tmp_path / "out.json",
+        start_s=1.0,
+        end_s=4.0,
+        show_progress=False,
     )
     frames, fps, codec = _decoded(out)
     assert codec == "h264"
@@ -72,9 +83,20 @@ def test_demo_tool_reports_a_corrupt_video_in_one_line(tmp_path, project_root):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     proc = subprocess.run(
-        [sys.executable, str(project_root / "tools/demo_net.py"), "--config", str(project_root / TINY),
-         "--input", str(bad), "--output", str(tmp_path / "o.mp4"), "--quiet"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(project_root / "tools/demo_net.py"),
+            "--config",
+            str(project_root / TINY),
+            "--input",
+            str(bad),
+            "--output",
+            str(tmp_path / "o.mp4"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2
     assert "broken.mp4" in proc.stderr
@@ -90,13 +112,24 @@ def test_demo_on_generated_ava_clip_feeds_the_evaluator(tmp_path, project_root, 
     annotations = synthetic_ava.root / "annotations"
     cfg = load_config(
         str(project_root / TINY),
-        ["MODEL.NUM_CLASSES", "5", "DEMO.DETECTOR", "csv",
-         "DEMO.PREDICTED_BOXES_CSV", str(annotations / "ava_val_predicted_boxes.csv"),
-         "DEMO.LABEL_FILE_PATH", str(annotations / "ava_action_list_v2.2.pbtxt")],
+        [
+            "MODEL.NUM_CLASSES",
+            "5",
+            "DEMO.DETECTOR",
+            "csv",
+            "DEMO.PREDICTED_BOXES_CSV",
+            str(annotations / "ava_val_predicted_boxes.csv"),
+            "DEMO.LABEL_FILE_PATH",
+            str(annotations / "ava_action_list_v2.2.pbtxt"),
+        ],
     )
     result = run_demo(
-        cfg, synthetic_ava.root / "videos" / f"{video_id}.mp4", tmp_path / "o.mp4",
-        output_csv=tmp_path / "o.csv", ava_second_offset=900, show_progress=False,
+        cfg,
+        synthetic_ava.root / "videos" / f"{video_id}.mp4",
+        tmp_path / "o.mp4",
+        output_csv=tmp_path / "o.csv",
+        ava_second_offset=900,
+        show_progress=False,
     )
     frames, fps, _ = _decoded(tmp_path / "o.mp4")
     assert fps == 30 and len(frames) == result.frames_written == synthetic_ava.seconds * 30
@@ -111,7 +144,13 @@ def test_demo_on_generated_ava_clip_feeds_the_evaluator(tmp_path, project_root, 
     groundtruth = read_ava_csv(annotations / "ava_val_v2.2.csv", kind="groundtruth")
     assert set(groundtruth["timestamp"]) <= set(detections["timestamp"])
     assert 0.0 <= metrics.mAP <= 1.0
-    assert set(metrics.per_class) <= {"static", "slow drift", "bounce", "fast oscillation", "fast flicker"}
+    assert set(metrics.per_class) <= {
+        "static",
+        "slow drift",
+        "bounce",
+        "fast oscillation",
+        "fast flicker",
+    }
 
 
 def _write_plain_video(path, width, height, seconds, fps=10):
@@ -168,11 +207,16 @@ def test_demo_with_network_person_detectors_from_local_files(
         key = "DEMO.DETECTRON2_WEIGHTS"
     video = synthetic_ava.root / "videos" / f"{synthetic_ava.val_videos[0]}.mp4"
     cfg = load_config(
-        str(project_root / TINY), ["DEMO.DETECTOR", detector, key, str(weights),
-                                   "DEMO.PERSON_SCORE_THRESH", "0.5"]
+        str(project_root / TINY),
+        ["DEMO.DETECTOR", detector, key, str(weights), "DEMO.PERSON_SCORE_THRESH", "0.5"],
     )
     result = run_demo(
-        cfg, video, tmp_path / "o.mp4", output_csv=tmp_path / "o.csv", start_s=1.5, end_s=3.5,
+        cfg,
+        video,
+        tmp_path / "o.mp4",
+        output_csv=tmp_path / "o.csv",
+        start_s=1.5,
+        end_s=3.5,
         show_progress=False,
     )
     frames, fps, _ = _decoded(tmp_path / "o.mp4")

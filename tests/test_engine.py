@@ -245,7 +245,9 @@ def test_ava_configs_default_to_pyslowfast_ava_recipe():
     from detection.config import load_config
     from detection.engine.optim import LRSchedule
 
-    schedule = LRSchedule.from_config(load_config(str(ROOT / "configs/AVA/SLOWFAST_32x2_R101_50_50.yaml")))
+    schedule = LRSchedule.from_config(
+        load_config(str(ROOT / "configs/AVA/SLOWFAST_32x2_R101_50_50.yaml"))
+    )
     assert schedule(0.0) == pytest.approx(0.000125)
     assert schedule(2.5) == pytest.approx((0.1 + 0.000125) / 2)
     assert [schedule(e) for e in (5.0, 9.9, 10.0, 14.9, 15.0, 19.9)] == pytest.approx(
@@ -256,9 +258,16 @@ def test_ava_configs_default_to_pyslowfast_ava_recipe():
 @pytest.mark.parametrize("tool", ["train_net.py", "test_net.py"])
 def test_tools_report_a_bad_config_key_in_one_line(tool):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / tool), "--config",
-         str(ROOT / "configs/synthetic/SLOWFAST_TINY.yaml"), "MODEL.NUM_CLASS", "3"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            str(ROOT / "tools" / tool),
+            "--config",
+            str(ROOT / "configs/synthetic/SLOWFAST_TINY.yaml"),
+            "MODEL.NUM_CLASS",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "MODEL.NUM_CLASS" in proc.stderr and "Traceback" not in proc.stderr

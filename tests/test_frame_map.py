@@ -24,19 +24,21 @@ RIGHT = (0.5, 0.0, 1.0, 1.0)
 def gt_csv(tmp_path, rows, name="gt.csv"):
     """rows: (video, timestamp, box, action[, person])."""
     path = tmp_path / name
-    path.write_text("".join(
-        f"{v},{t:04d},{b[0]},{b[1]},{b[2]},{b[3]},{a}" + (f",{r[0]}" if r else "") + "\n"
-        for v, t, b, a, *r in rows
-    ))
+    path.write_text(
+        "".join(
+            f"{v},{t:04d},{b[0]},{b[1]},{b[2]},{b[3]},{a}" + (f",{r[0]}" if r else "") + "\n"
+            for v, t, b, a, *r in rows
+        )
+    )
     return path
 
 
 def det_csv(tmp_path, rows, name="det.csv"):
     """rows: (video, timestamp, box, action, score)."""
     path = tmp_path / name
-    path.write_text("".join(
-        f"{v},{t:04d},{b[0]},{b[1]},{b[2]},{b[3]},{a},{s}\n" for v, t, b, a, s in rows
-    ))
+    path.write_text(
+        "".join(f"{v},{t:04d},{b[0]},{b[1]},{b[2]},{b[3]},{a},{s}\n" for v, t, b, a, s in rows)
+    )
     return path
 
 
@@ -66,8 +68,11 @@ def test_hand_computed_ap_true_false_true(tmp_path):
     # precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1; made non-increasing from the right:
     # 1, 2/3, 2/3. AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
     gt = [("v", 902, LEFT, 12, 0), ("v", 902, RIGHT, 12, 1)]
-    det = [("v", 902, LEFT, 12, 0.9), ("v", 902, (0.2, 0.0, 0.3, 0.1), 12, 0.8),
-           ("v", 902, RIGHT, 12, 0.7)]
+    det = [
+        ("v", 902, LEFT, 12, 0.9),
+        ("v", 902, (0.2, 0.0, 0.3, 0.1), 12, 0.8),
+        ("v", 902, RIGHT, 12, 0.7),
+    ]
     result = run(tmp_path, gt, det)
     assert result.per_class["stand"] == pytest.approx(5 / 6, abs=1e-12)
     assert result.num_true_positives["stand"] == 2 and result.num_groundtruth["stand"] == 2
@@ -221,8 +226,12 @@ def test_equal_iou_without_person_ids_follows_the_official_heap_order(tmp_path):
 def test_accepts_read_frames_and_label_map(tmp_path):
     gt = gt_csv(tmp_path, [("v", 902, FULL, 12)])
     det = det_csv(tmp_path, [("v", 902, FULL, 12, 0.9)])
-    result = evaluate(LABELMAP, read_ava_csv(gt, kind="groundtruth"),
-                      read_ava_csv(det, kind="detections"), excluded=set())
+    result = evaluate(
+        LABELMAP,
+        read_ava_csv(gt, kind="groundtruth"),
+        read_ava_csv(det, kind="detections"),
+        excluded=set(),
+    )
     assert result.per_class == {"stand": 1.0}
     assert result.class_ids == {"sit": 11, "stand": 12}
 
@@ -241,8 +250,12 @@ def test_matches_the_official_loop_reference_on_generated_data(tmp_path, decimal
     and some rows are duplicated or share class and score with another box of the frame."""
     reference = load_reference()
     gt, det, excluded = reference.generate_ava_like(
-        tmp_path, num_videos=3, frames_per_video=40, persons_per_frame=2.0,
-        classes_per_box=30, seed=seed,
+        tmp_path,
+        num_videos=3,
+        frames_per_video=40,
+        persons_per_frame=2.0,
+        classes_per_box=30,
+        seed=seed,
     )
     rng = np.random.default_rng(seed)
     rows = []
@@ -260,8 +273,13 @@ def test_matches_the_official_loop_reference_on_generated_data(tmp_path, decimal
 
     labelmap = reference.EVAL_LABELMAP
     for ignore in (False, True):
-        ours = evaluate(labelmap, gt, det, excluded, frames_without_groundtruth=(
-            "ignore" if ignore else "false_positive"))
+        ours = evaluate(
+            labelmap,
+            gt,
+            det,
+            excluded,
+            frames_without_groundtruth=("ignore" if ignore else "false_positive"),
+        )
         ref_map, ref_per_class = reference.reference_evaluate(
             labelmap, gt, det, excluded, ignore_frames_without_groundtruth=ignore
         )
@@ -275,25 +293,47 @@ def test_matches_the_official_loop_reference_on_generated_data(tmp_path, decimal
 
 def test_eval_ava_cli_prints_table_and_writes_json_and_plot(tmp_path, project_root):
     labelmap = tmp_path / "labelmap.pbtxt"
-    labelmap.write_text('item {\n  name: "sit"\n  id: 11\n}\nitem {\n  name: "stand"\n  id: 12\n}\n')
-    gt = gt_csv(tmp_path, [("v", 902, FULL, 12, 0), ("v", 902, LEFT, 11, 0), ("v", 903, FULL, 11, 1)])
+    labelmap.write_text(
+        'item {\n  name: "sit"\n  id: 11\n}\nitem {\n  name: "stand"\n  id: 12\n}\n'
+    )
+    gt = gt_csv(
+        tmp_path, [("v", 902, FULL, 12, 0), ("v", 902, LEFT, 11, 0), ("v", 903, FULL, 11, 1)]
+    )
     det = det_csv(tmp_path, [("v", 902, FULL, 12, 0.9), ("v", 902, LEFT, 11, 0.8)])
     excluded = tmp_path / "excluded.csv"
     excluded.write_text("v,0903\n")
     out = tmp_path / "out"
     completed = subprocess.run(
-        [sys.executable, str(project_root / "tools/eval_ava.py"), "-l", str(labelmap),
-         "-g", str(gt), "-d", str(det), "-e", str(excluded), "--output-json",
-         str(out / "result.json"), "--plot", str(out / "ap.png"), "--table-csv",
-         str(out / "table.csv")],
-        capture_output=True, text=True, check=True, cwd=project_root,
+        [
+            sys.executable,
+            str(project_root / "tools/eval_ava.py"),
+            "-l",
+            str(labelmap),
+            "-g",
+            str(gt),
+            "-d",
+            str(det),
+            "-e",
+            str(excluded),
+            "--output-json",
+            str(out / "result.json"),
+            "--plot",
+            str(out / "ap.png"),
+            "--table-csv",
+            str(out / "table.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=project_root,
     )
     # Frame 903 is excluded, so both classes are found perfectly.
     assert "mAP@0.5IOU: 1.000000 over 2 classes" in completed.stdout
     assert "| stand | 1.0000 | PERSON_MOVEMENT | 12 | 1 | 1 | 1 |" in completed.stdout
     assert "PERSON_MOVEMENT: 1.000000" in completed.stdout
     assert json.loads((out / "result.json").read_text()) == {
-        "mAP": 1.0, "per_class": {"sit": 1.0, "stand": 1.0}
+        "mAP": 1.0,
+        "per_class": {"sit": 1.0, "stand": 1.0},
     }
     assert (out / "ap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "table.csv").read_text().splitlines()[0].startswith("class,ap,group")
@@ -302,7 +342,9 @@ def test_eval_ava_cli_prints_table_and_writes_json_and_plot(tmp_path, project_ro
 def test_eval_ava_cli_help_says_what_it_reads_and_writes(project_root):
     completed = subprocess.run(
         [sys.executable, str(project_root / "tools/eval_ava.py"), "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "Reads:" in completed.stdout and "Writes:" in completed.stdout
 

@@ -10,7 +10,9 @@ def test_full_v22_map_has_80_classes_with_groups():
     assert labelmap.ids == list(range(1, 81))
     assert labelmap.names[1] == "bend/bow (at the waist)"
     assert set(labelmap.groups.values()) == {
-        "PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION"
+        "PERSON_MOVEMENT",
+        "OBJECT_MANIPULATION",
+        "PERSON_INTERACTION",
     }
     assert len(labelmap.groups) == 80
 
@@ -27,9 +29,10 @@ def test_evaluation_map_is_the_60_class_subset():
 
 def test_packaged_copies_match_shared(shared_dir):
     for name in (ALL_CLASSES, EVALUATED_CLASSES):
-        assert packaged_labelmap_path(name).read_bytes() == (
-            shared_dir / "data/ava" / name
-        ).read_bytes()
+        assert (
+            packaged_labelmap_path(name).read_bytes()
+            == (shared_dir / "data/ava" / name).read_bytes()
+        )
 
 
 def test_escaped_quotes_in_names(tmp_path):
@@ -41,12 +44,15 @@ def test_escaped_quotes_in_names(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('item {\n  name: "a"\n  id: 1\n}\nitem {\n  name: "b"\n  id: 1\n}\n', r":5: action id 1 defined twice"),
+        (
+            'item {\n  name: "a"\n  id: 1\n}\nitem {\n  name: "b"\n  id: 1\n}\n',
+            r":5: action id 1 defined twice",
+        ),
         ('item {\n  name: "a"\n}\n', r":1: entry needs 'name'"),
         ('item {\n  name: "a"\n  id: x\n}\n', r"id 'x' is not an integer"),
         ('item {\n  name: "a"\n  id: 1\n', r"not closed"),
-        ('garbage\n', r":1: expected 'label \{'"),
-        ('', r"no label entries"),
+        ("garbage\n", r":1: expected 'label \{'"),
+        ("", r"no label entries"),
     ],
 )
 def test_malformed_maps_name_file_and_line(tmp_path, text, message):

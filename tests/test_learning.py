@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/synthetic/SLOWFAST_TINY.yaml"
-# The dataset the synthetic configs are tuned for: make_synthetic_ava.py --num-videos 160 --seconds 6.
+# The dataset the synthetic configs are tuned for:
+# make_synthetic_ava.py --num-videos 160 --seconds 6.
 NUM_VIDEOS = 160
 SECONDS = 6
 TARGET_MAP = 0.8
@@ -54,7 +55,10 @@ def test_tiny_slowfast_learns_the_generated_actions(tmp_path):
     train_seconds = time.perf_counter() - tic
     _tool("test_net.py", *common, "DEVICE", "cpu")
     metrics = json.loads((out / "metrics.json").read_text())
-    summary = f"trained in {train_seconds:.0f} s; held-out frame-mAP {metrics['mAP']:.3f}, per class {metrics['per_class']}"
+    summary = (
+        f"trained in {train_seconds:.0f} s; held-out frame-mAP {metrics['mAP']:.3f}, "
+        f"per class {metrics['per_class']}"
+    )
     print(summary)
     assert len(metrics["per_class"]) == 5, summary
     assert metrics["mAP"] >= TARGET_MAP, summary

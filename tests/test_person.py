@@ -174,7 +174,9 @@ def test_torchvision_rejects_a_foreign_state_dict(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchvision_loads_a_local_state_dict_and_detects(tmp_path, vtest_frames, save_random_frcnn):
+def test_torchvision_loads_a_local_state_dict_and_detects(
+    tmp_path, vtest_frames, save_random_frcnn
+):
     path = tmp_path / "frcnn.pth"
     state = save_random_frcnn(path, "fasterrcnn_resnet50_fpn")
     detector = build_detector("torchvision", weights=path, score_thresh=0.5, min_size=320)
@@ -280,6 +282,9 @@ def test_detectron2_loads_every_key_of_a_zoo_pickle_and_detects(
     path = write_zoo_pickle(tmp_path / "broken.pkl", broken)
     with pytest.raises(
         PersonDetectorError,
-        match="missing \\(1\\).*fpn_output2.*unexpected \\(1\\).*fc9.*shape mismatch \\(1\\).*cls_score",
+        match=(
+            "missing \\(1\\).*fpn_output2.*unexpected \\(1\\).*fc9"
+            ".*shape mismatch \\(1\\).*cls_score"
+        ),
     ):
         build_detector("detectron2", weights=path)

@@ -22,34 +22,42 @@ from detection.evaluation.report import (
 
 GROUPS = LabelMap(
     names={11: "sit", 12: "stand", 17: "carry/hold (an object)", 80: "watch (a person)"},
-    groups={11: "PERSON_MOVEMENT", 12: "PERSON_MOVEMENT", 17: "OBJECT_MANIPULATION",
-            80: "PERSON_INTERACTION"},
+    groups={
+        11: "PERSON_MOVEMENT",
+        12: "PERSON_MOVEMENT",
+        17: "OBJECT_MANIPULATION",
+        80: "PERSON_INTERACTION",
+    },
 )
 RESULT = FrameMapResult(
     mAP=0.5,
     per_class={"sit": 0.2, "stand": 0.6, "carry/hold (an object)": 0.9, "watch (a person)": 0.3},
     num_groundtruth={"sit": 4, "stand": 5, "carry/hold (an object)": 6, "watch (a person)": 7},
     num_detections={"sit": 10, "stand": 11, "carry/hold (an object)": 12, "watch (a person)": 13},
-    num_true_positives={"sit": 1, "stand": 2, "carry/hold (an object)": 3,
-                        "watch (a person)": 4},
+    num_true_positives={"sit": 1, "stand": 2, "carry/hold (an object)": 3, "watch (a person)": 4},
     class_ids={"sit": 11, "stand": 12, "carry/hold (an object)": 17, "watch (a person)": 80},
 )
 
 
 def test_per_class_table_sorted_by_ap_with_groups_and_counts():
     table = per_class_table(RESULT, GROUPS)
-    assert table["class"].tolist() == ["carry/hold (an object)", "stand", "watch (a person)",
-                                       "sit"]
+    assert table["class"].tolist() == ["carry/hold (an object)", "stand", "watch (a person)", "sit"]
     assert table.loc[0].to_dict() == {
-        "class": "carry/hold (an object)", "ap": 0.9, "group": "OBJECT_MANIPULATION",
-        "action_id": 17, "groundtruth": 6, "detections": 12, "true_positives": 3,
+        "class": "carry/hold (an object)",
+        "ap": 0.9,
+        "group": "OBJECT_MANIPULATION",
+        "action_id": 17,
+        "groundtruth": 6,
+        "detections": 12,
+        "true_positives": 3,
     }
 
 
 def test_group_map_is_the_mean_over_each_groups_classes():
     # PERSON_MOVEMENT: (0.2 + 0.6) / 2; the others have one class each.
     assert group_map(RESULT, GROUPS) == {
-        "PERSON_MOVEMENT": pytest.approx(0.4), "OBJECT_MANIPULATION": 0.9,
+        "PERSON_MOVEMENT": pytest.approx(0.4),
+        "OBJECT_MANIPULATION": 0.9,
         "PERSON_INTERACTION": 0.3,
     }
 
@@ -57,14 +65,18 @@ def test_group_map_is_the_mean_over_each_groups_classes():
 def test_real_v22_label_map_gives_the_three_ava_groups(shared_dir):
     groups = read_labelmap(packaged_labelmap_path("ava_action_list_v2.2.pbtxt"))
     assert set(group_map(RESULT, groups)) == {
-        "PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION"
+        "PERSON_MOVEMENT",
+        "OBJECT_MANIPULATION",
+        "PERSON_INTERACTION",
     }
 
 
 def test_markdown_and_csv(tmp_path):
     table = per_class_table(RESULT, GROUPS)
     lines = to_markdown(table).splitlines()
-    assert lines[0] == "| class | ap | group | action_id | groundtruth | detections | true_positives |"
+    assert (
+        lines[0] == "| class | ap | group | action_id | groundtruth | detections | true_positives |"
+    )
     assert lines[1] == "|---|---:|---|---:|---:|---:|---:|"
     assert lines[2] == "| carry/hold (an object) | 0.9000 | OBJECT_MANIPULATION | 17 | 6 | 12 | 3 |"
     path = tmp_path / "tables" / "per_class.csv"
@@ -118,10 +130,21 @@ def test_compare_tool_with_a_json_and_a_detections_csv(tmp_path, project_root):
     saved = tmp_path / "old.json"
     saved.write_text(json.dumps({"mAP": 0.25, "per_class": {"stand": 0.25}}))
     completed = subprocess.run(
-        [sys.executable, str(project_root / "tools/compare_results.py"), str(saved),
-         str(detections), "-l", str(labelmap), "-g", str(gt), "--table-csv",
-         str(tmp_path / "cmp.csv")],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(project_root / "tools/compare_results.py"),
+            str(saved),
+            str(detections),
+            "-l",
+            str(labelmap),
+            "-g",
+            str(gt),
+            "--table-csv",
+            str(tmp_path / "cmp.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = completed.stdout.splitlines()
     assert lines[0] == "| class | old.json | detections.csv | detections.csv - old.json |"

@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-l", "--labelmap", type=Path, help="label map, for detections CSVs")
     parser.add_argument("-g", "--groundtruth", type=Path, help="ground truth, for detections CSVs")
     parser.add_argument("-e", "--exclusions", type=Path, help="excluded timestamps CSV")
-    parser.add_argument("--names", nargs=2, metavar=("FIRST", "SECOND"),
-                        help="column names (default: the file names)")
+    parser.add_argument(
+        "--names",
+        nargs=2,
+        metavar=("FIRST", "SECOND"),
+        help="column names (default: the file names)",
+    )
     parser.add_argument("--table-csv", type=Path, help="write the table here")
     args = parser.parse_args(argv)
 

@@ -20,20 +20,47 @@ DEFAULT_INPUT = ROOT / "data" / "demo" / "vtest_walking_6s.mp4"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="model/demo config YAML (default: %(default)s)")
-    parser.add_argument("--input", default=str(DEFAULT_INPUT), help="input video (default: %(default)s)")
-    parser.add_argument("--output", help="annotated mp4 to write (default: demo_output/<input stem>_actions.mp4)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        default=str(DEFAULT_CONFIG),
+        help="model/demo config YAML (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--input", default=str(DEFAULT_INPUT), help="input video (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--output", help="annotated mp4 to write (default: demo_output/<input stem>_actions.mp4)"
+    )
     parser.add_argument("--csv", help="AVA-format CSV to write (default: beside --output)")
-    parser.add_argument("--json", help="JSON of the top actions per person (default: beside --output)")
-    parser.add_argument("--detector", choices=["hog", "torchvision", "detectron2", "csv"],
-                        help="person detector (overrides DEMO.DETECTOR)")
-    parser.add_argument("--start", type=float, default=0.0, help="first second of the span (default: 0)")
-    parser.add_argument("--end", type=float, help="end of the span in seconds (default: end of video)")
-    parser.add_argument("--ava-second-offset", type=int, default=0,
-                        help="added to keyframe seconds in the CSV; 900 for AVA's 15-minute cuts")
+    parser.add_argument(
+        "--json", help="JSON of the top actions per person (default: beside --output)"
+    )
+    parser.add_argument(
+        "--detector",
+        choices=["hog", "torchvision", "detectron2", "csv"],
+        help="person detector (overrides DEMO.DETECTOR)",
+    )
+    parser.add_argument(
+        "--start", type=float, default=0.0, help="first second of the span (default: 0)"
+    )
+    parser.add_argument(
+        "--end", type=float, help="end of the span in seconds (default: end of video)"
+    )
+    parser.add_argument(
+        "--ava-second-offset",
+        type=int,
+        default=0,
+        help="added to keyframe seconds in the CSV; 900 for AVA's 15-minute cuts",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS f.pkl")
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS f.pkl",
+    )
     return parser.parse_args(argv)
 
 

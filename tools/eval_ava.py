@@ -38,24 +38,38 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-l", "--labelmap", required=True, type=Path,
-                        help="label map of the evaluated classes (.pbtxt)")
+    parser.add_argument(
+        "-l",
+        "--labelmap",
+        required=True,
+        type=Path,
+        help="label map of the evaluated classes (.pbtxt)",
+    )
     parser.add_argument("-g", "--groundtruth", required=True, type=Path, help="ground-truth CSV")
     parser.add_argument("-d", "--detections", required=True, type=Path, help="detections CSV")
     parser.add_argument("-e", "--exclusions", type=Path, help="excluded timestamps CSV")
     parser.add_argument("--output-json", type=Path, help="write mAP and per-class AP here")
     parser.add_argument("--table-csv", type=Path, help="write the per-class table here")
     parser.add_argument("--plot", type=Path, help="write a per-class AP bar chart (PNG) here")
-    parser.add_argument("--group-labelmap", type=Path, default=GROUP_LABELMAP,
-                        help="label map with label_type, for mAP per group "
-                             f"(default: {GROUP_LABELMAP.name})")
-    parser.add_argument("--ignore-frames-without-gt", action="store_true",
-                        help="drop detections on frames with no ground truth instead of counting "
-                             "them as false positives (the official evaluator counts them)")
+    parser.add_argument(
+        "--group-labelmap",
+        type=Path,
+        default=GROUP_LABELMAP,
+        help=f"label map with label_type, for mAP per group (default: {GROUP_LABELMAP.name})",
+    )
+    parser.add_argument(
+        "--ignore-frames-without-gt",
+        action="store_true",
+        help="drop detections on frames with no ground truth instead of counting "
+        "them as false positives (the official evaluator counts them)",
+    )
     args = parser.parse_args(argv)
 
     result = evaluate(
-        args.labelmap, args.groundtruth, args.detections, args.exclusions,
+        args.labelmap,
+        args.groundtruth,
+        args.detections,
+        args.exclusions,
         frames_without_groundtruth="ignore" if args.ignore_frames_without_gt else "false_positive",
     )
     groups = read_labelmap(args.group_labelmap)
@@ -67,9 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         plot_per_class(result, args.plot, title=f"{args.detections.name}: mAP {result.mAP:.4f}")
 
-    print(f"mAP@0.5IOU: {result.mAP:.6f} over {len(result.per_class)} classes with ground truth "
-          f"({result.num_frames} frames; {result.num_dropped_by_cap} detections over the cap; "
-          f"{result.num_on_frames_without_groundtruth} on frames without ground truth)")
+    print(
+        f"mAP@0.5IOU: {result.mAP:.6f} over {len(result.per_class)} classes with ground truth "
+        f"({result.num_frames} frames; {result.num_dropped_by_cap} detections over the cap; "
+        f"{result.num_on_frames_without_groundtruth} on frames without ground truth)"
+    )
     print()
     print(to_markdown(table))
     print()

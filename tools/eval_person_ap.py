@@ -28,21 +28,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-g", "--groundtruth", required=True, type=Path, help="ground-truth CSV")
     parser.add_argument("-d", "--detections", required=True, type=Path, help="person boxes CSV")
     parser.add_argument("-e", "--exclusions", type=Path, help="excluded timestamps CSV")
-    parser.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
-                        help=f"score cut for the recall figure (default {SCORE_THRESHOLD})")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=SCORE_THRESHOLD,
+        help=f"score cut for the recall figure (default {SCORE_THRESHOLD})",
+    )
     parser.add_argument("--output-json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
 
-    result = evaluate_person_boxes(args.groundtruth, args.detections, args.exclusions,
-                                   score_threshold=args.score_threshold)
+    result = evaluate_person_boxes(
+        args.groundtruth, args.detections, args.exclusions, score_threshold=args.score_threshold
+    )
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         args.output_json.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
-    print(f"person AP@0.5: {100 * result.ap50:.1f}  AP@[.5:.95]: {100 * result.ap:.1f}  "
-          f"recall@0.5 at score >= {result.score_threshold}: "
-          f"{100 * result.recall50_at_threshold:.1f}")
-    print(f"{result.num_groundtruth} ground-truth persons, {result.num_detections} boxes, "
-          f"{result.num_frames} keyframes")
+    print(
+        f"person AP@0.5: {100 * result.ap50:.1f}  AP@[.5:.95]: {100 * result.ap:.1f}  "
+        f"recall@0.5 at score >= {result.score_threshold}: "
+        f"{100 * result.recall50_at_threshold:.1f}"
+    )
+    print(
+        f"{result.num_groundtruth} ground-truth persons, {result.num_detections} boxes, "
+        f"{result.num_frames} keyframes"
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def user_error_message(error: BaseException) -> str | None:
         message = str(error)
     elif isinstance(error, OSError) and error.errno in _OS_ERROR_WORDS:
         where = error.filename if error.filename is not None else ""
-        message = f"{where}: {_OS_ERROR_WORDS[error.errno]}" if where else _OS_ERROR_WORDS[error.errno]
+        message = (
+            f"{where}: {_OS_ERROR_WORDS[error.errno]}" if where else _OS_ERROR_WORDS[error.errno]
+        )
     else:
         return None
     return shorten(" ".join(message.split()), MAX_MESSAGE_CHARS)

@@ -124,11 +124,19 @@ def _parse(
     dtypes: dict[str, object] = {name: np.float64 for name in [*names[1:], _EXTRA]}
     dtypes["video_id"] = str
     if integers:
-        dtypes.update({name: np.int64 for name in ("timestamp", "action_id", "person_id")
-                       if name in names})
+        dtypes.update(
+            {name: np.int64 for name in ("timestamp", "action_id", "person_id") if name in names}
+        )
     return pd.read_csv(
-        source, header=None, names=[*names, _EXTRA], dtype=dtypes, keep_default_na=False,
-        na_values=[""], skip_blank_lines=False, engine="c", chunksize=chunk_rows,
+        source,
+        header=None,
+        names=[*names, _EXTRA],
+        dtype=dtypes,
+        keep_default_na=False,
+        na_values=[""],
+        skip_blank_lines=False,
+        engine="c",
+        chunksize=chunk_rows,
     )
 
 
@@ -178,9 +186,7 @@ def read_excluded_timestamps(path: str | Path) -> set[tuple[str, int]]:
     for line_no, line in enumerate(lines, start=1):
         fields = line.strip().split(",")
         if len(fields) != 2 or not fields[0]:
-            raise AvaCsvError(
-                f"{path}:{line_no}: expected 'video_id,timestamp', got {line!r}"
-            )
+            raise AvaCsvError(f"{path}:{line_no}: expected 'video_id,timestamp', got {line!r}")
         if not fields[1].isdigit():
             raise AvaCsvError(
                 f"{path}:{line_no}: timestamp {fields[1]!r} is not a non-negative integer"
@@ -236,8 +242,11 @@ def write_detections(
         # rows) would not fit in memory.
         for start in range(0, num_boxes, _BOXES_PER_WRITE):
             block = slice(start, start + _BOXES_PER_WRITE)
-            f.write(_detection_rows(video_ids[block], timestamps[block], boxes[block],
-                                    scores[block], action_ids))
+            f.write(
+                _detection_rows(
+                    video_ids[block], timestamps[block], boxes[block], scores[block], action_ids
+                )
+            )
 
 
 _BOXES_PER_WRITE = 10_000
@@ -269,8 +278,13 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _empty_frame(names: list[str]) -> pd.DataFrame:
-    dtypes = {"video_id": str, "timestamp": np.int64, "action_id": np.int64,
-              "person_id": np.int64, "score": np.float64}
+    dtypes = {
+        "video_id": str,
+        "timestamp": np.int64,
+        "action_id": np.int64,
+        "person_id": np.int64,
+        "score": np.float64,
+    }
     return pd.DataFrame({n: pd.Series(dtype=dtypes.get(n, np.float64)) for n in names})
 
 
@@ -287,17 +301,25 @@ def _check_column_counts(data: bytes, path: Path, allowed: tuple[int, ...]) -> N
     if bad.size:
         line = int(bad[0])
         start = int(line_ends[line - 1]) + 1 if line else 0
-        text = data[start:int(line_ends[line])].decode("utf-8", "replace").rstrip("\r")
+        text = data[start : int(line_ends[line])].decode("utf-8", "replace").rstrip("\r")
         expected = " or ".join(str(n) for n in allowed)
         got = "an empty line" if not text.strip() else f"{fields[line]} in {text!r}"
-        raise AvaCsvError(f"{path}:{line + 1}: expected {expected} comma-separated fields, got {got}")
+        raise AvaCsvError(
+            f"{path}:{line + 1}: expected {expected} comma-separated fields, got {got}"
+        )
 
 
 def _first_non_numeric(data: bytes, path: Path, names: list[str]) -> AvaCsvError:
     """The error for the first field that is not a number (looked for once the fast parse
     failed, which does not say where)."""
-    text = pd.read_csv(io.BytesIO(data), header=None, names=names, dtype=str,
-                       keep_default_na=False, skip_blank_lines=False)
+    text = pd.read_csv(
+        io.BytesIO(data),
+        header=None,
+        names=names,
+        dtype=str,
+        keep_default_na=False,
+        skip_blank_lines=False,
+    )
     first: tuple[int, str, str] | None = None
     for name in names[1:]:
         values = text[name]
@@ -324,8 +346,10 @@ def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
     check(frame["video_id"].isna().to_numpy(), "empty video id")
     ts = frame["timestamp"].to_numpy()
     check(np.isnan(ts), "missing timestamp")
-    check(~np.isnan(ts) & ((ts < 0) | (ts != np.floor(ts))),
-          "timestamp {timestamp} is not a non-negative integer")
+    check(
+        ~np.isnan(ts) & ((ts < 0) | (ts != np.floor(ts))),
+        "timestamp {timestamp} is not a non-negative integer",
+    )
 
     x1, y1, x2, y2 = (frame[c].to_numpy() for c in BOX_COLUMNS)
     missing = [np.isnan(c) for c in (x1, y1, x2, y2)]
@@ -339,8 +363,10 @@ def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
         # min/max over the box first: two comparisons per row instead of eight.
         low = np.minimum(np.minimum(x1, y1), np.minimum(x2, y2))
         high = np.maximum(np.maximum(x1, y1), np.maximum(x2, y2))
-        check((low < -BOX_TOLERANCE) | (high > 1 + BOX_TOLERANCE),
-              "box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]: coordinates must be normalized")
+        check(
+            (low < -BOX_TOLERANCE) | (high > 1 + BOX_TOLERANCE),
+            "box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]: coordinates must be normalized",
+        )
         check(x1 > x2, "x1 = {x1} > x2 = {x2}")
         check(y1 > y2, "y1 = {y1} > y2 = {y2}")
 
@@ -349,8 +375,10 @@ def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
         check(np.isnan(action), "missing action id")
     with np.errstate(invalid="ignore"):
         allowed_minimum = -1 if kind == "boxes" else 1
-        check(~np.isnan(action) & ((action != np.floor(action)) | (action < allowed_minimum)),
-              f"action id {{action_id}} is not an integer >= {allowed_minimum}")
+        check(
+            ~np.isnan(action) & ((action != np.floor(action)) | (action < allowed_minimum)),
+            f"action id {{action_id}} is not an integer >= {allowed_minimum}",
+        )
 
     if "score" in frame:
         score = frame["score"].to_numpy()
@@ -360,8 +388,9 @@ def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
     else:
         person = frame["person_id"].to_numpy()
         with np.errstate(invalid="ignore"):
-            check(~np.isnan(person) & ((person != np.floor(person)) | (person < 0)),
-                  "person id {person_id} is not a non-negative integer")
+            check(
+                ~np.isnan(person) & ((person != np.floor(person)) | (person < 0)),
+                "person id {person_id} is not a non-negative integer",
+            )
 
     return min(problems, key=lambda p: p[0]) if problems else None
-

@@ -62,7 +62,9 @@ def read_labelmap(path: str | Path) -> LabelMap:
             continue
         if entry is None:
             if not _ENTRY_START.match(line):
-                raise LabelMapError(f"{path}:{line_no}: expected 'label {{' or 'item {{', got {raw!r}")
+                raise LabelMapError(
+                    f"{path}:{line_no}: expected 'label {{' or 'item {{', got {raw!r}"
+                )
             entry, entry_line = {}, line_no
             continue
         if line == "}":

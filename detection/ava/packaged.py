@@ -19,7 +19,9 @@ _files = ExitStack()
 def packaged_labelmap_path(name: str = ALL_CLASSES) -> Path:
     """A filesystem path of one of the shipped label maps (`ALL_CLASSES`, `EVALUATED_CLASSES`)."""
     if name not in (ALL_CLASSES, EVALUATED_CLASSES):
-        raise ValueError(f"no packaged label map {name!r}; expected {ALL_CLASSES} or {EVALUATED_CLASSES}")
+        raise ValueError(
+            f"no packaged label map {name!r}; expected {ALL_CLASSES} or {EVALUATED_CLASSES}"
+        )
     resource = resources.files("detection.ava") / "labelmaps" / name
     # Zip-imported packages have no real path: as_file extracts once for the process.
     return Path(_files.enter_context(resources.as_file(resource)))

@@ -108,6 +108,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             content = _to_tensors(first)
     if not isinstance(content, dict):
         raise CheckpointError(
-            f"{path}: expected a dict at the top level of the checkpoint, got {type(content).__name__}"
+            f"{path}: expected a dict at the top level of the checkpoint, "
+            f"got {type(content).__name__}"
         )
     return content

@@ -24,7 +24,8 @@ _C.MODEL.HEAD_ACT = "sigmoid"
 _C.MODEL.FC_INIT_STD = 0.01
 # Training loss: "bce" on the head's logits (the sigmoid is applied inside the loss).
 _C.MODEL.LOSS_FUNC = "bce"
-# Path to action-model weights used by test and demo ("" = untrained / use TEST.CHECKPOINT_FILE_PATH).
+# Path to action-model weights used by test and demo
+# ("" = untrained / use TEST.CHECKPOINT_FILE_PATH).
 _C.MODEL.WEIGHTS = ""
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +249,8 @@ _C.DEMO.ACTION_SCORE_THRESH = 0.3
 _C.DEMO.TOP_K = 3
 # Keyframes per second of video.
 _C.DEMO.KEYFRAMES_PER_SEC = 1.0
-# Label map naming the model's classes ("" = AVA v2.2's 80 classes, shipped in detection/ava/labelmaps/).
+# Label map naming the model's classes
+# ("" = AVA v2.2's 80 classes, shipped in detection/ava/labelmaps/).
 _C.DEMO.LABEL_FILE_PATH = ""
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ class AvaDataset(Dataset):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if cfg.DATA.DECODING_BACKEND not in BACKENDS:
             raise ValueError(
-                f"DATA.DECODING_BACKEND must be one of {BACKENDS}, got {cfg.DATA.DECODING_BACKEND!r}"
+                f"DATA.DECODING_BACKEND must be one of {BACKENDS}, "
+                f"got {cfg.DATA.DECODING_BACKEND!r}"
             )
         self.cfg = cfg
         self.split = split
@@ -97,7 +98,8 @@ class AvaDataset(Dataset):
             missing = [v for v in video_ids if v not in self._frame_paths]
             if missing:
                 raise AnnotationError(
-                    f"videos {missing[:5]} have boxes but no frames in the frame lists {list(lists)} under {list_dir}"
+                    f"videos {missing[:5]} have boxes but no frames in the frame lists "
+                    f"{list(lists)} under {list_dir}"
                 )
             self._num_frames = {v: len(self._frame_paths[v]) for v in video_ids}
         self._readers: dict[str, VideoReader] = {}

@@ -9,7 +9,7 @@ frames themselves). Output, for video ids ``syn_000 ...``::
     DIR/annotations/ava_{train,val}_v2.2.csv       video,sec,x1,y1,x2,y2,action,person
     DIR/annotations/ava_{train,val}_predicted_boxes.csv   video,sec,x1,y1,x2,y2,,score
     DIR/annotations/ava_{train,val}_excluded_timestamps_v2.2.csv
-    DIR/annotations/ava_action_list_v2.2.pbtxt                     label { name label_id label_type }
+    DIR/annotations/ava_action_list_v2.2.pbtxt                    label { name label_id label_type }
     DIR/annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt  item { name id }
     DIR/frame_lists/{train,val}.csv                PySlowFast frame lists (space separated)
     DIR/frames/syn_000/syn_000_000001.jpg          only with write_frames (ffmpeg numbering from 1)

@@ -31,13 +31,16 @@ from detection.structures.boxes import clip_boxes, denormalize_boxes
 def boxes_to_pixels(boxes_norm: np.ndarray, height: int, width: int) -> np.ndarray:
     """Normalized boxes [N, 4] -> float32 pixel boxes [N, 4], clipped to the last pixel as
     PySlowFast clips them."""
-    return clip_boxes(denormalize_boxes(boxes_norm, height, width), height, width, convention="last_pixel")
+    return clip_boxes(
+        denormalize_boxes(boxes_norm, height, width), height, width, convention="last_pixel"
+    )
 
 
 def scale_short_side(
     frames: np.ndarray, boxes: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize (bilinear) so the short side is `size`; the long side is floor(long * size / short)."""
+    """Resize (bilinear) so the short side is `size`; the long side becomes
+    floor(long * size / short)."""
     height, width = frames.shape[1:3]
     if min(height, width) == size:
         return frames, boxes

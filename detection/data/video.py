@@ -120,10 +120,14 @@ class VideoReader:
         self._container.close()
 
     def __repr__(self) -> str:
-        return f"VideoReader({str(self.path)!r}, fps={self.fps:g}, duration={self.duration:.3f}, size={self.size})"
+        return (
+            f"VideoReader({str(self.path)!r}, fps={self.fps:g}, "
+            f"duration={self.duration:.3f}, size={self.size})"
+        )
 
     def num_frames_at(self, fps: float) -> int:
-        """Frames a `fps` grid has over the video's duration (frames an extraction at `fps` gives)."""
+        """Frames a `fps` grid has over the video's duration (the frames an extraction at
+        `fps` gives)."""
         return max(1, int(round(self.duration * fps)))
 
     def _frame_time(self, frame: av.VideoFrame) -> float:
@@ -235,7 +239,8 @@ class VideoReader:
         if wanted > last_time + 1.5 * frame_interval:
             raise VideoReadError(
                 f"{self.path}: frames end at {last_time:.3f} s but the header declares "
-                f"{self._declared_s:.3f} s (truncated or corrupt file); wanted {float(times.max()):.3f} s"
+                f"{self._declared_s:.3f} s (truncated or corrupt file); "
+                f"wanted {float(times.max()):.3f} s"
             )
         rgb = prev_rgb if prev_rgb is not None else self._to_rgb(prev)
         for position in positions:
@@ -244,7 +249,8 @@ class VideoReader:
     def iter_frames(
         self, start_s: float = 0.0, end_s: float | None = None
     ) -> Iterator[tuple[np.ndarray, float]]:
-        """Every decoded frame with ``start_s <= time < end_s`` as (uint8 RGB [H, W, 3], time in s)."""
+        """Every decoded frame with ``start_s <= time < end_s`` as
+        (uint8 RGB [H, W, 3], time in s)."""
         for frame in self._decode_from(start_s):
             t_frame = self._frame_time(frame)
             if end_s is not None and t_frame >= end_s:

@@ -45,8 +45,6 @@ class DemoError(UserError, RuntimeError):
     """A user mistake the demo reports in one line (bad span, label map that does not fit...)."""
 
 
-
-
 @dataclass
 class KeyframePrediction:
     """Everything predicted on one keyframe.
@@ -179,7 +177,10 @@ def predict_keyframe(
 ) -> KeyframePrediction:
     """Detect persons on the keyframe at `time_s` and score their actions on the clip around it."""
     sample_times = clip_times(
-        time_s, cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, fps=cfg.AVA.FPS,
+        time_s,
+        cfg.DATA.NUM_FRAMES,
+        cfg.DATA.SAMPLING_RATE,
+        fps=cfg.AVA.FPS,
         duration_s=reader.duration,
     )
     with times.measure("decode"):
@@ -194,16 +195,26 @@ def predict_keyframe(
     num_classes = cfg.MODEL.NUM_CLASSES
     if len(persons.boxes) == 0:
         return KeyframePrediction(
-            time_s, (height, width), persons.boxes, persons.scores,
+            time_s,
+            (height, width),
+            persons.boxes,
+            persons.scores,
             np.zeros((0, num_classes), np.float32),
         )
     with times.measure("preprocess"):
         boxes_norm = persons.boxes / np.array([width, height, width, height], np.float32)
         clip, boxes_px = test_transform(
-            frames, boxes_norm, short_side=cfg.DATA.TEST_CROP_SIZE, mean=cfg.DATA.MEAN,
-            std=cfg.DATA.STD, bgr=cfg.AVA.BGR,
+            frames,
+            boxes_norm,
+            short_side=cfg.DATA.TEST_CROP_SIZE,
+            mean=cfg.DATA.MEAN,
+            std=cfg.DATA.STD,
+            bgr=cfg.AVA.BGR,
         )
-        inputs = [p.unsqueeze(0).to(device) for p in pack_pathways(clip, cfg.MODEL.ARCH, cfg.SLOWFAST.ALPHA)]
+        inputs = [
+            p.unsqueeze(0).to(device)
+            for p in pack_pathways(clip, cfg.MODEL.ARCH, cfg.SLOWFAST.ALPHA)
+        ]
         rois = torch.cat([torch.zeros(len(boxes_px), 1), boxes_px], dim=1).to(device)
     with times.measure("action_model"):
         scores = model(inputs, rois).float().cpu().numpy()
@@ -229,7 +240,9 @@ def run_demo(
     so `tools/eval_ava.py` reads it; keyframes between whole seconds are in the JSON only.
     """
     input_path = Path(input_path)
-    device = torch.device("cuda" if cfg.DEVICE in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = torch.device(
+        "cuda" if cfg.DEVICE in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    )
     labelmap = _label_map_for(cfg)
     model, untrained = load_action_model(cfg, device)
     detector = build_detector_from_cfg(cfg)
@@ -243,14 +256,29 @@ def run_demo(
             keyframes = np.array([span[0]])
         predictions = [
             predict_keyframe(
-                cfg, model, detector, reader, float(t), video_id,
-                int(round(t)) + ava_second_offset, device, times,
+                cfg,
+                model,
+                detector,
+                reader,
+                float(t),
+                video_id,
+                int(round(t)) + ava_second_offset,
+                device,
+                times,
             )
             for t in tqdm(keyframes, desc="keyframes", unit="kf", disable=not show_progress)
         ]
         frames_written = _write_video(
-            cfg, reader, span, keyframes, predictions, labelmap, untrained, output_video,
-            times, show_progress,
+            cfg,
+            reader,
+            span,
+            keyframes,
+            predictions,
+            labelmap,
+            untrained,
+            output_video,
+            times,
+            show_progress,
         )
         fps = reader.fps
 
@@ -264,7 +292,16 @@ def run_demo(
 
 
 def _write_video(
-    cfg, reader, span, keyframes, predictions, labelmap, untrained, output_video, times, show_progress
+    cfg,
+    reader,
+    span,
+    keyframes,
+    predictions,
+    labelmap,
+    untrained,
+    output_video,
+    times,
+    show_progress,
 ) -> int:
     labels_per_keyframe = [
         [
@@ -276,9 +313,10 @@ def _write_video(
     expected = max(1, round((span[1] - span[0]) * reader.fps))
     count = 0
     frames = reader.iter_frames(*span)
-    with Mp4Writer(output_video, fps=reader.fps) as writer, tqdm(
-        total=expected, desc="video", unit="frame", disable=not show_progress
-    ) as bar:
+    with (
+        Mp4Writer(output_video, fps=reader.fps) as writer,
+        tqdm(total=expected, desc="video", unit="frame", disable=not show_progress) as bar,
+    ):
         while True:
             with times.measure("decode"):
                 item = next(frames, None)
@@ -289,7 +327,10 @@ def _write_video(
                 k = nearest_keyframe(keyframes, t)
                 prediction = predictions[k]
                 frame = draw_detections(
-                    frame, prediction.boxes, labels_per_keyframe[k], person_scores=prediction.person_scores
+                    frame,
+                    prediction.boxes,
+                    labels_per_keyframe[k],
+                    person_scores=prediction.person_scores,
                 )
                 if untrained:
                     frame = draw_banner(frame, UNTRAINED_NOTICE)
@@ -329,7 +370,10 @@ def _write_json(path, cfg, predictions, labelmap, input_path, untrained) -> None
                         "actions": [
                             {"id": a, "name": n, "score": round(s, 5)}
                             for a, n, s in top_actions(
-                                p.action_scores[i], labelmap, cfg.DEMO.ACTION_SCORE_THRESH, cfg.DEMO.TOP_K
+                                p.action_scores[i],
+                                labelmap,
+                                cfg.DEMO.ACTION_SCORE_THRESH,
+                                cfg.DEMO.TOP_K,
                             )
                         ],
                     }
@@ -350,14 +394,25 @@ def run_demo_from_args(args) -> DemoResult:
         opts += ["DEMO.DETECTOR", args.detector]
     cfg = load_config(args.config, opts)
     input_path = Path(args.input)
-    output = Path(args.output) if args.output else Path("demo_output") / f"{input_path.stem}_actions.mp4"
+    output = (
+        Path(args.output) if args.output else Path("demo_output") / f"{input_path.stem}_actions.mp4"
+    )
     csv_path = Path(args.csv) if args.csv else output.with_suffix(".csv")
     json_path = Path(args.json) if args.json else output.with_suffix(".json")
     if not cfg.MODEL.WEIGHTS:
-        print(f"note: no MODEL.WEIGHTS given, {UNTRAINED_NOTICE}. README shows how to use the official AVA checkpoint.")
+        print(
+            f"note: no MODEL.WEIGHTS given, {UNTRAINED_NOTICE}. "
+            "README shows how to use the official AVA checkpoint."
+        )
     result = run_demo(
-        cfg, input_path, output, output_csv=csv_path, output_json=json_path,
-        start_s=args.start, end_s=args.end, ava_second_offset=args.ava_second_offset,
+        cfg,
+        input_path,
+        output,
+        output_csv=csv_path,
+        output_json=json_path,
+        start_s=args.start,
+        end_s=args.end,
+        ava_second_offset=args.ava_second_offset,
         show_progress=not args.quiet,
     )
     persons = sum(len(p.boxes) for p in result.predictions)

@@ -47,7 +47,8 @@ class LRSchedule:
     def __post_init__(self) -> None:
         if self.policy not in ("cosine", "steps_with_relative_lrs"):
             raise ValueError(
-                f"SOLVER.LR_POLICY: expected 'cosine' or 'steps_with_relative_lrs', got {self.policy!r}"
+                "SOLVER.LR_POLICY: expected 'cosine' or 'steps_with_relative_lrs', "
+                f"got {self.policy!r}"
             )
         if self.max_epoch <= 0:
             raise ValueError(f"SOLVER.MAX_EPOCH must be positive, got {self.max_epoch}")
@@ -63,7 +64,8 @@ class LRSchedule:
                 )
         elif self.cosine_end_lr > self.base_lr:
             raise ValueError(
-                f"SOLVER.COSINE_END_LR ({self.cosine_end_lr}) exceeds SOLVER.BASE_LR ({self.base_lr})"
+                f"SOLVER.COSINE_END_LR ({self.cosine_end_lr}) exceeds "
+                f"SOLVER.BASE_LR ({self.base_lr})"
             )
 
     @classmethod

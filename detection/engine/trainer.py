@@ -283,7 +283,9 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
         if result is None and cfg.TEST.ENABLE:
             # Nothing was left to train (a finished run restarted): still report its metrics.
             test_loader = build_loader(cfg, "test", distributed=du.is_distributed(), shuffle=False)
-            result = evaluate_model(cfg, unwrap(model), test_loader, device, log, max_epoch - 1, dtype)
+            result = evaluate_model(
+                cfg, unwrap(model), test_loader, device, log, max_epoch - 1, dtype
+            )
         log.record("done", epoch=max_epoch - 1)
     finally:
         log.close()

@@ -139,8 +139,9 @@ def evaluate(
     class_of_id = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
     class_of_id[ids] = np.arange(len(ids))
 
-    gt = groundtruth[np.isin(groundtruth["action_id"].to_numpy(), ids)
-                     & groundtruth["x1"].notna().to_numpy()]
+    gt = groundtruth[
+        np.isin(groundtruth["action_id"].to_numpy(), ids) & groundtruth["x1"].notna().to_numpy()
+    ]
     det = _DetectionColumns.load(detections, ids)
     gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
     det_score, det_action, det_box = det.score, det.action, det.box
@@ -180,8 +181,9 @@ def evaluate(
 
     num_classes = len(ids)
     det_group, gt_group = det_key * num_classes + det_class, gt_key * num_classes + gt_class
-    is_tp, tied_groups = _match(det_group, det_box, within_rank, gt_group, gt_box, gt_rank,
-                                iou_threshold)
+    is_tp, tied_groups = _match(
+        det_group, det_box, within_rank, gt_group, gt_box, gt_rank, iou_threshold
+    )
     if tied_groups.size:
         # Some detection has the same best IoU with several boxes: which one it takes follows
         # the official reader's heap order of the frame's boxes, so replay those frames.
@@ -189,8 +191,7 @@ def evaluate(
             rows = np.flatnonzero(gt_key == frame_key)
             ordered = _official_heap_order(rows, gt_score, gt_action, gt_box, len(rows))
             gt_rank[ordered] = np.arange(len(ordered))
-        is_tp, _ = _match(det_group, det_box, within_rank, gt_group, gt_box, gt_rank,
-                          iou_threshold)
+        is_tp, _ = _match(det_group, det_box, within_rank, gt_group, gt_box, gt_rank, iou_threshold)
 
     # Grouped by class, each class in the official concatenation order: frames in order of
     # first appearance, then rank in the frame.
@@ -203,7 +204,7 @@ def evaluate(
     num_tp: dict[str, int] = {}
     num_det: dict[str, int] = {}
     for c, name in enumerate(names):
-        rows = official[class_starts[c]:class_starts[c + 1]]
+        rows = official[class_starts[c] : class_starts[c + 1]]
         num_det[name] = len(rows)
         num_tp[name] = int(is_tp[rows].sum())
         if num_gt[c]:
@@ -258,25 +259,38 @@ class _DetectionColumns:
         """From a frame of `read_ava_csv(kind="detections")`, or from a CSV read piece by
         piece: a frame holds a Python string per row for the video id, which on files of
         millions of rows costs more memory than everything else together."""
-        pieces = [detections] if isinstance(detections, pd.DataFrame) else \
-            iter_ava_csv(detections, kind="detections")
+        pieces = (
+            [detections]
+            if isinstance(detections, pd.DataFrame)
+            else iter_ava_csv(detections, kind="detections")
+        )
         table: dict[str, int] = {}
         parts = []
         for piece in pieces:
             rows = np.flatnonzero(np.isin(piece["action_id"].to_numpy(), ids))
             codes, names = pd.factorize(piece["video_id"].to_numpy()[rows])
-            global_codes = np.array([table.setdefault(v, len(table)) for v in names],
-                                    dtype=np.int64)
-            parts.append((
-                global_codes[codes],
-                piece["timestamp"].to_numpy(np.int64)[rows],
-                np.column_stack([piece[c].to_numpy(np.float64)[rows] for c in BOX_COLUMNS]),
-                piece["action_id"].to_numpy(np.int64)[rows],
-                piece["score"].to_numpy(np.float64)[rows],
-            ))
+            global_codes = np.array(
+                [table.setdefault(v, len(table)) for v in names], dtype=np.int64
+            )
+            parts.append(
+                (
+                    global_codes[codes],
+                    piece["timestamp"].to_numpy(np.int64)[rows],
+                    np.column_stack([piece[c].to_numpy(np.float64)[rows] for c in BOX_COLUMNS]),
+                    piece["action_id"].to_numpy(np.int64)[rows],
+                    piece["score"].to_numpy(np.float64)[rows],
+                )
+            )
         if not parts:
-            parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)),
-                      np.zeros(0, np.int64), np.zeros(0))]
+            parts = [
+                (
+                    np.zeros(0, np.int64),
+                    np.zeros(0, np.int64),
+                    np.zeros((0, 4)),
+                    np.zeros(0, np.int64),
+                    np.zeros(0),
+                )
+            ]
         video, timestamp, box, action, score = (np.concatenate(p) for p in zip(*parts, strict=True))
         return cls(list(table), video, timestamp, box.reshape(-1, 4), action, score)
 
@@ -291,12 +305,17 @@ def _frame_keys(
     codes = known.get_indexer(other)
     unseen = codes < 0
     codes[unseen] = pd.factorize(other[unseen].to_numpy())[0] + len(known)
-    timestamps = [gt["timestamp"].to_numpy(np.int64), det.timestamp,
-                  np.array([t for _, t in excluded], dtype=np.int64)]
+    timestamps = [
+        gt["timestamp"].to_numpy(np.int64),
+        det.timestamp,
+        np.array([t for _, t in excluded], dtype=np.int64),
+    ]
     stride = int(max(t.max(initial=0) for t in timestamps)) + 1
-    return (codes[:len(gt)].astype(np.int64) * stride + timestamps[0],
-            det.video * stride + timestamps[1],
-            codes[len(gt):].astype(np.int64) * stride + timestamps[2])
+    return (
+        codes[: len(gt)].astype(np.int64) * stride + timestamps[0],
+        det.video * stride + timestamps[1],
+        codes[len(gt) :].astype(np.int64) * stride + timestamps[2],
+    )
 
 
 def _cap_per_frame(
@@ -351,7 +370,7 @@ def _cap_per_frame(
     plain_rows = ~np.repeat(replay, counts) & (rank < limit)
     rank_of_row[by_score[plain_rows]] = rank[plain_rows]
     for s_start, s_count in zip(starts[replay], counts[replay], strict=True):
-        rows = np.sort(by_score[s_start:s_start + s_count])  # file order
+        rows = np.sort(by_score[s_start : s_start + s_count])  # file order
         ordered = _official_heap_order(rows, score, action, box, limit)
         rank_of_row[ordered] = np.arange(len(ordered))
     kept = np.flatnonzero(rank_of_row >= 0)

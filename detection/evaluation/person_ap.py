@@ -70,7 +70,9 @@ def evaluate_person_boxes(
         detections = read_ava_csv(detections, kind="boxes")
     if isinstance(excluded, str | Path):
         excluded = read_excluded_timestamps(excluded)
-    excluded_frames = pd.MultiIndex.from_tuples(list(excluded or ()), names=["video_id", "timestamp"])
+    excluded_frames = pd.MultiIndex.from_tuples(
+        list(excluded or ()), names=["video_id", "timestamp"]
+    )
 
     gt = groundtruth.dropna(subset=BOX_COLUMNS)
     gt = gt.drop_duplicates(subset=["video_id", "timestamp", *BOX_COLUMNS])
@@ -88,18 +90,29 @@ def evaluate_person_boxes(
         "images": [{"id": int(i), "width": 1, "height": 1} for i in image_of.to_numpy()],
         "categories": [{"id": 1, "name": "person"}],
         "annotations": [
-            {"id": n + 1, "image_id": int(image), "category_id": 1, "bbox": box,
-             "area": box[2] * box[3], "iscrowd": 0}
-            for n, (image, box) in enumerate(zip(
-                image_of.loc[_frame_index(gt)].to_numpy().tolist(), _xywh(gt), strict=True
-            ))
+            {
+                "id": n + 1,
+                "image_id": int(image),
+                "category_id": 1,
+                "bbox": box,
+                "area": box[2] * box[3],
+                "iscrowd": 0,
+            }
+            for n, (image, box) in enumerate(
+                zip(image_of.loc[_frame_index(gt)].to_numpy().tolist(), _xywh(gt), strict=True)
+            )
         ],
     }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco_gt.createIndex()
     result = PersonApResult(
-        ap50=0.0, ap=0.0, recall50_at_threshold=0.0, score_threshold=score_threshold,
-        num_groundtruth=len(gt), num_detections=len(det), num_frames=len(frames),
+        ap50=0.0,
+        ap=0.0,
+        recall50_at_threshold=0.0,
+        score_threshold=score_threshold,
+        num_groundtruth=len(gt),
+        num_detections=len(det),
+        num_frames=len(frames),
     )
     if not len(gt) or not len(det):
         return result
@@ -107,8 +120,10 @@ def evaluate_person_boxes(
     detections_json = [
         {"image_id": int(image), "category_id": 1, "bbox": box, "score": float(score)}
         for image, box, score in zip(
-            image_of.loc[_frame_index(det)].to_numpy().tolist(), _xywh(det),
-            det["score"].tolist(), strict=True,
+            image_of.loc[_frame_index(det)].to_numpy().tolist(),
+            _xywh(det),
+            det["score"].tolist(),
+            strict=True,
         )
     ]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -130,8 +145,9 @@ def evaluate_person_boxes(
 
 
 def _frame_index(frame: pd.DataFrame) -> pd.MultiIndex:
-    return pd.MultiIndex.from_arrays([frame["video_id"], frame["timestamp"]],
-                                     names=["video_id", "timestamp"])
+    return pd.MultiIndex.from_arrays(
+        [frame["video_id"], frame["timestamp"]], names=["video_id", "timestamp"]
+    )
 
 
 def _xywh(frame: pd.DataFrame) -> list[list[float]]:

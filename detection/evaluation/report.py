@@ -36,8 +36,10 @@ def load_result(path: str | Path) -> SavedResult:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return SavedResult(mAP=float(data["mAP"]),
-                           per_class={str(k): float(v) for k, v in data["per_class"].items()})
+        return SavedResult(
+            mAP=float(data["mAP"]),
+            per_class={str(k): float(v) for k, v in data["per_class"].items()},
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(
             f"{path}: expected a JSON object with 'mAP' and 'per_class' {{name: AP}} ({e})"
@@ -79,8 +81,13 @@ def group_map(result: FrameMapResult | SavedResult, groups: LabelMap) -> dict[st
 def to_markdown(table: pd.DataFrame) -> str:
     """A markdown table; AP columns with 4 decimals."""
     header = "| " + " | ".join(table.columns) + " |"
-    align = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---"
-                           for c in table.columns) + "|"
+    align = (
+        "|"
+        + "|".join(
+            "---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns
+        )
+        + "|"
+    )
     lines = [header, align]
     for row in table.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
@@ -124,20 +131,25 @@ def compare(
     one result has NaN on the other side."""
     classes = list(dict.fromkeys([*first.per_class, *second.per_class]))
     a, b = names
-    table = pd.DataFrame({
-        "class": classes,
-        a: [first.per_class.get(c, math.nan) for c in classes],
-        b: [second.per_class.get(c, math.nan) for c in classes],
-    })
+    table = pd.DataFrame(
+        {
+            "class": classes,
+            a: [first.per_class.get(c, math.nan) for c in classes],
+            b: [second.per_class.get(c, math.nan) for c in classes],
+        }
+    )
     table[f"{b} - {a}"] = table[b] - table[a]
     table = table.sort_values(f"{b} - {a}", ascending=False, kind="stable", na_position="last")
-    overall = pd.DataFrame({"class": ["mAP"], a: [first.mAP], b: [second.mAP],
-                            f"{b} - {a}": [second.mAP - first.mAP]})
+    overall = pd.DataFrame(
+        {"class": ["mAP"], a: [first.mAP], b: [second.mAP], f"{b} - {a}": [second.mAP - first.mAP]}
+    )
     return pd.concat([table, overall], ignore_index=True)
 
 
 def _group_of(groups: LabelMap) -> Mapping[str, str]:
-    return {name: groups.groups.get(action_id, NO_GROUP) for action_id, name in groups.names.items()}
+    return {
+        name: groups.groups.get(action_id, NO_GROUP) for action_id, name in groups.names.items()
+    }
 
 
 def _columns(result: FrameMapResult | SavedResult, groups: LabelMap | None) -> list[str]:

@@ -23,7 +23,9 @@ def resolve_device(preference: str, *, set_current: bool = False) -> torch.devic
     `set_current` also makes the GPU the current CUDA device (for NCCL and `.cuda()` calls).
     """
     if preference not in DEVICE_CHOICES:
-        raise DeviceError(f"DEVICE: expected one of {', '.join(DEVICE_CHOICES)}, got {preference!r}")
+        raise DeviceError(
+            f"DEVICE: expected one of {', '.join(DEVICE_CHOICES)}, got {preference!r}"
+        )
     use_cuda = preference == "cuda" or (preference == "auto" and torch.cuda.is_available())
     if not use_cuda:
         return torch.device("cpu")
