@@ -1,13 +1,20 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from model_helpers import randomize_batchnorm
 
-from detection.config import load_config
+from detection.config import get_cfg, load_config
 from detection.models import (
+    FAST_PATHWAY,
+    SLOW_PATHWAY,
+    Lateral,
+    Pathway,
+    PathwayResNet,
     ResNetRoIHead,
     ResStage,
+    Slow,
     SlowFast,
     block_temporal_kernels,
     build_model,
@@ -230,9 +237,100 @@ def test_bad_temporal_kernel_basis_names_the_key(config, basis):
 
 
 def test_classes_are_usable_without_config():
-    model = SlowFast(num_classes=5, width_per_group=8, dropout_rate=0.0).eval()
+    model = SlowFast(lateral=Lateral(alpha=4), num_classes=5, width_per_group=8).eval()
     with torch.no_grad():
         assert model(_clips(), BOXES).shape == (3, 5)
+
+
+def _slow_only_defaults():
+    """get_cfg() for MODEL.ARCH slow: the Slow pathway's entry of every per-pathway default."""
+    cfg = get_cfg()
+    cfg.MODEL.ARCH = "slow"
+    cfg.DATA.INPUT_CHANNEL_NUM = cfg.DATA.INPUT_CHANNEL_NUM[:1]
+    for key in ("NUM_BLOCK_TEMP_KERNEL", "SPATIAL_STRIDES", "SPATIAL_DILATIONS"):
+        cfg.RESNET[key] = [stage[:1] for stage in cfg.RESNET[key]]
+    for key in ("LOCATION", "GROUP", "POOL"):
+        cfg.NONLOCAL[key] = [stage[:1] for stage in cfg.NONLOCAL[key]]
+    return cfg
+
+
+@pytest.mark.parametrize("arch", ["slowfast", "slow"])
+def test_constructor_defaults_are_the_config_defaults(arch):
+    # One non-local block on each side, so that NONLOCAL.INSTANTIATION shows in the outputs.
+    cfg = get_cfg() if arch == "slowfast" else _slow_only_defaults()
+    cfg.NONLOCAL.LOCATION[2][0] = [1]
+    slow = replace(SLOW_PATHWAY, nonlocal_location=((), (), (1,), ()))
+    torch.manual_seed(0)
+    built = build_model(cfg)
+    torch.manual_seed(0)
+    constructed = SlowFast(slow) if arch == "slowfast" else Slow(slow)
+    assert type(constructed) is type(built)
+
+    # Small clips keep the full-size networks quick: 32 px (res5 2 x 2), Slow 2 frames.
+    fast = torch.randn(2, 3, 16, 32, 32, generator=torch.Generator().manual_seed(1))
+    boxes = BOXES * torch.tensor([1, 0.5, 0.5, 0.5, 0.5])
+    # The config's frame-rate ratio: a network with another alpha refuses these inputs.
+    slow = fast[:, :, :: cfg.SLOWFAST.ALPHA]
+    inputs = [slow, fast] if arch == "slowfast" else [slow]
+    outputs = []
+    for model in (built, constructed):
+        with torch.no_grad():
+            scores = model.eval()(inputs, boxes)  # RoIAlign alignment, head activation
+            torch.manual_seed(2)
+            logits = model.train()(inputs, boxes)  # dropout; BN momentum updates the stats
+        outputs.append((scores, logits, model.state_dict()))
+    (scores_a, logits_a, state_a), (scores_b, logits_b, state_b) = outputs
+    assert [(k, v.shape) for k, v in state_a.items()] == [(k, v.shape) for k, v in state_b.items()]
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert torch.equal(scores_a, scores_b) and torch.equal(logits_a, logits_b)
+
+
+def test_injected_head_gets_the_res5_features_of_every_pathway():
+    class MeanHead(torch.nn.Module):
+        """Scores every box with the mean of each pathway's features (one column per pathway)."""
+
+        def forward(self, features, boxes):
+            return torch.stack([f.mean() for f in features]).expand(len(boxes), -1)
+
+    pathways = (SLOW_PATHWAY, FAST_PATHWAY)
+    model = SlowFast(*pathways, lateral=Lateral(alpha=4), width_per_group=8, head=MeanHead())
+    model = randomize_batchnorm(model)
+    with torch.no_grad():
+        features = model.features(_clips())
+        scores = model(_clips(), BOXES)
+    assert [f.shape[1] for f in features] == PathwayResNet.feature_dims(pathways, 8) == [256, 32]
+    assert [tuple(f.shape[2:]) for f in features] == [(2, 4, 4), (8, 4, 4)]
+    torch.testing.assert_close(scores[1], torch.stack([f.mean() for f in features]))
+    with pytest.raises(ValueError, match="num_classes"):
+        SlowFast(head=MeanHead(), num_classes=5)
+
+
+def test_laterals_are_what_joins_the_pathways():
+    slow, fast = _clips()
+    other_fast = fast.flip(2)
+    torch.manual_seed(0)
+    apart = PathwayResNet((SLOW_PATHWAY, FAST_PATHWAY), width_per_group=8)
+    torch.manual_seed(0)
+    joined = PathwayResNet(
+        (SLOW_PATHWAY, FAST_PATHWAY), lateral=Lateral(alpha=4), width_per_group=8
+    )
+    assert not any("fuse" in k for k in apart.state_dict())
+    assert apart.head.projection.weight.shape == joined.head.projection.weight.shape == (80, 288)
+    with torch.no_grad():
+        for model in (apart.eval(), joined.eval()):
+            a = model.features([slow, fast])[0]
+            b = model.features([slow, other_fast])[0]
+            # Without laterals the Slow pathway never sees the Fast clip.
+            assert torch.equal(a, b) == (model is apart)
+
+
+def test_bad_pathways_are_explained():
+    with pytest.raises(ValueError, match="Pathway.temporal_kernel_basis"):
+        Pathway(temporal_kernel_basis=(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="Pathway.spatial_strides"):
+        Pathway(spatial_strides=[1, 2, 2])
+    with pytest.raises(ValueError, match="2 pathways"):
+        PathwayResNet((SLOW_PATHWAY,), lateral=Lateral())
 
 
 def test_nonlocal_group_attends_within_time_chunks():

@@ -12,9 +12,19 @@ from .defaults import _C
 
 BASE_KEY = "_BASE_"
 
+# Keys kept because PySlowFast's configs set them, with the one value that is implemented and
+# why: any other value is refused at load time rather than silently ignored.
+_ONLY_VALUE = {
+    "MODEL.LOSS_FUNC": (
+        "bce",
+        "sigmoid binary cross-entropy, what AVA's multi-label actions use",
+    ),
+}
+
 
 class ConfigError(UserError, ValueError):
-    """A config file or override names an unknown key or gives a value of the wrong type."""
+    """A config file or override names an unknown key, or gives a value of the wrong type or
+    one that is not implemented."""
 
 
 def get_cfg() -> CfgNode:
@@ -63,10 +73,23 @@ def merge_yaml(cfg: CfgNode, path: str) -> CfgNode:
     return cfg
 
 
+def _check_implemented(cfg: CfgNode, path: str | None, opts: Sequence[str]) -> None:
+    """Refuse a value of a key in `_ONLY_VALUE` other than the one implemented, naming where it
+    was set (the override, else the file)."""
+    for key, (value, why) in _ONLY_VALUE.items():
+        section, name = key.split(".")
+        got = cfg[section][name]
+        if got != value:
+            where = "command-line override" if key in opts[::2] else path or "config"
+            raise ConfigError(f"{where}: {key}: only {value!r} ({why}) is implemented, got {got!r}")
+
+
 def load_config(path: str | None = None, opts: Sequence[str] = ()) -> CfgNode:
     """Defaults, then the YAML file at `path` (if any), then `KEY VALUE` pairs from `opts`.
 
-    The result is frozen so that no module changes the run's settings behind the user's back.
+    Values that are valid in PySlowFast but not implemented here (MODEL.LOSS_FUNC other than
+    "bce") are a `ConfigError`. The result is frozen so that no module changes the run's
+    settings behind the user's back.
     """
     cfg = get_cfg()
     if path:
@@ -78,5 +101,6 @@ def load_config(path: str | None = None, opts: Sequence[str] = ()) -> CfgNode:
             cfg.merge_from_list(list(opts))
         except (KeyError, ValueError, AssertionError) as e:
             raise ConfigError(f"command-line override: {e.args[0] if e.args else e}") from e
+    _check_implemented(cfg, path, opts)
     cfg.freeze()
     return cfg

@@ -1,7 +1,9 @@
 """Every configuration key, with its default, documented once.
 
-Model keys use PySlowFast's names so that its AVA configs and checkpoints read the same here.
-Nothing else in the package defines a default for a key that lives in this file.
+Model keys use PySlowFast's names, and their defaults are PySlowFast's, so that its AVA configs
+and checkpoints read the same here. The model classes' constructor defaults equal these
+(`SlowFast()` is `build_model(get_cfg())`, asserted by tests/test_models.py); nothing else in
+the package chooses a value for a key that lives in this file.
 """
 
 from yacs.config import CfgNode
@@ -22,7 +24,9 @@ _C.MODEL.DROPOUT_RATE = 0.5
 _C.MODEL.HEAD_ACT = "sigmoid"
 # Std of the normal init of the projection weights.
 _C.MODEL.FC_INIT_STD = 0.01
-# Training loss: "bce" on the head's logits (the sigmoid is applied inside the loss).
+# Training loss. Only "bce" is implemented: sigmoid binary cross-entropy on the head's logits
+# (the sigmoid is applied inside the loss), what AVA's multi-label actions need. The key exists
+# because PySlowFast's AVA configs set it; `load_config` rejects any other value.
 _C.MODEL.LOSS_FUNC = "bce"
 # Path to action-model weights used by test and demo
 # ("" = untrained / use TEST.CHECKPOINT_FILE_PATH).
@@ -84,11 +88,11 @@ _C.NONLOCAL.POOL = [
 _C.SLOWFAST = CfgNode()
 # Channel ratio Slow / Fast (beta = 1 / BETA_INV).
 _C.SLOWFAST.BETA_INV = 8
-# Frame-rate ratio Fast / Slow.
+# Frame-rate ratio Fast / Slow (PySlowFast's default; its AVA configs set 4).
 _C.SLOWFAST.ALPHA = 8
 # Output channels of a lateral connection = FUSION_CONV_CHANNEL_RATIO * Fast channels.
 _C.SLOWFAST.FUSION_CONV_CHANNEL_RATIO = 2
-# Temporal kernel size of the lateral (time-strided) convolution.
+# Temporal kernel size of the lateral (time-strided) convolution (the AVA R50 config sets 7).
 _C.SLOWFAST.FUSION_KERNEL_SZ = 5
 
 # ---------------------------------------------------------------------------------------------
@@ -107,7 +111,8 @@ _C.BN.WEIGHT_DECAY = 0.0
 # RoI head (detection)
 # ---------------------------------------------------------------------------------------------
 _C.DETECTION = CfgNode()
-# Use the pixel-shift-corrected RoIAlign (torchvision's aligned=True).
+# Use the pixel-shift-corrected RoIAlign (torchvision's aligned=True), PySlowFast's default. Its
+# published AVA models were trained with False, which configs/AVA/*.yaml set.
 _C.DETECTION.ALIGNED = True
 # Total spatial stride of the backbone's output features (the RoIAlign scale is its inverse).
 _C.DETECTION.SPATIAL_SCALE_FACTOR = 16
@@ -175,7 +180,6 @@ _C.AVA.VIDEO_START_SEC = 900
 # Training
 # ---------------------------------------------------------------------------------------------
 _C.TRAIN = CfgNode()
-_C.TRAIN.ENABLE = True
 # Clips per process per step.
 _C.TRAIN.BATCH_SIZE = 16
 # Evaluate every this many epochs (0 = only at the end).
@@ -193,6 +197,8 @@ _C.TRAIN.MIXED_PRECISION = "none"
 # Testing
 # ---------------------------------------------------------------------------------------------
 _C.TEST = CfgNode()
+# Evaluate the test split at the end of training (tools/train_net.py); TRAIN.EVAL_PERIOD adds
+# periodic evaluations.
 _C.TEST.ENABLE = True
 _C.TEST.BATCH_SIZE = 8
 # Weights to test (any format detection.checkpoint reads); "" = last training checkpoint.

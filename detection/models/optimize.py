@@ -16,6 +16,7 @@ on channels-last-3d activations ([B, C, T, H, W] stored as [B, T, H, W, C]), whe
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ _CONV_BN_PAIRS = (
 @torch.no_grad()
 def _fold_bn(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
     """conv <- bn(conv(.)) with BN's running statistics; gives conv a bias if it had none."""
+    assert bn.running_var is not None and bn.running_mean is not None, "BN without statistics"
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     conv.weight.mul_(scale.view(-1, 1, 1, 1, 1))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
@@ -67,7 +69,8 @@ class TemporalGemmConv(nn.Module):
     def __init__(self, conv: nn.Conv3d) -> None:
         super().__init__()
         kt = conv.kernel_size[0]
-        self.pad = conv.padding[0]
+        assert conv.bias is not None, "TemporalGemmConv.supports needs a bias"
+        self.pad = int(conv.padding[0])  # an int: `supports` rules out string paddings
         self.spatial_stride = conv.stride[1]
         # [kt, C, O]: tap k maps C input channels to O outputs.
         self.weight = nn.Parameter(
@@ -136,16 +139,17 @@ class GemmResBlock(nn.Module):
     """A residual block whose last 1x1x1 conv adds its products straight into the shortcut
     (which already carries that conv's bias), saving the separate residual-add pass."""
 
-    def __init__(self, block: nn.Module) -> None:
+    # Blocks whose convs were already replaced (branch2.c is a TemporalGemmConv): duck-typed.
+    def __init__(self, block: Any) -> None:
         super().__init__()
-        self.branch2 = block.branch2
+        self.branch2: Any = block.branch2
         self.branch1 = block.branch1
         c = self.branch2.c
         if self.branch1 is not None:
             self.branch1.bias = nn.Parameter(self.branch1.bias + c.bias)
 
     @staticmethod
-    def supports(block: nn.Module) -> bool:
+    def supports(block: Any) -> bool:
         c, shortcut = block.branch2.c, block.branch1
         return (
             isinstance(c, TemporalGemmConv)
@@ -202,9 +206,9 @@ class FramewiseMaxPool(nn.Module):
 
     def __init__(self, pool: nn.MaxPool3d) -> None:
         super().__init__()
-        self.kernel_size = pool.kernel_size[1:]
-        self.stride = pool.stride[1:]
-        self.padding = pool.padding[1:]
+        self.kernel_size = _as_3_tuple(pool.kernel_size)[1:]
+        self.stride = _as_3_tuple(pool.stride)[1:]
+        self.padding = _as_3_tuple(pool.padding)[1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = _frames_to_batch(x.contiguous(memory_format=_CL3D))

@@ -158,6 +158,7 @@ class ResBlock(nn.Module):
         bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
+        self.branch1: nn.Conv3d | None
         if dim_in != dim_out or stride != 1:
             self.branch1 = nn.Conv3d(
                 dim_in, dim_out, kernel_size=1, stride=(1, stride, stride), bias=False

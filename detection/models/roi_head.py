@@ -13,29 +13,30 @@ HEAD_ACTIVATIONS = ("sigmoid", "softmax", "none")
 
 class ResNetRoIHead(nn.Module):
     """Per pathway: average over time, RoIAlign, spatial max-pool; then concatenate the pathways,
-    dropout, linear `projection`.
+    dropout, linear `projection`. The defaults are the config's (and PySlowFast's).
 
     Args:
-        dim_in: channels of each pathway's feature map.
-        num_classes: outputs per box (class index i is AVA action id i + 1).
+        dim_in: channels of each pathway's feature map (`PathwayResNet.feature_dims`).
+        num_classes: outputs per box, MODEL.NUM_CLASSES (class index i is AVA action id i + 1).
         resolution: RoIAlign output size (square), DETECTION.ROI_XFORM_RESOLUTION.
         spatial_scale_factor: input pixels per feature-map cell (DETECTION.SPATIAL_SCALE_FACTOR);
             boxes are scaled by its inverse.
         aligned: torchvision's pixel-shift-corrected RoIAlign (DETECTION.ALIGNED); PySlowFast's
-            published AVA models were trained with False.
-        dropout_rate: dropout before the projection (training only).
-        act: activation applied in eval mode: "sigmoid" (multi-label AVA), "softmax" or "none".
-            Training mode returns logits so that the loss can fuse the sigmoid.
+            published AVA models were trained with False, which their configs set.
+        dropout_rate: dropout before the projection, training only (MODEL.DROPOUT_RATE).
+        act: activation applied in eval mode (MODEL.HEAD_ACT): "sigmoid" (multi-label AVA),
+            "softmax" or "none". Training mode returns logits so that the loss can fuse the
+            sigmoid.
     """
 
     def __init__(
         self,
         dim_in: Sequence[int],
-        num_classes: int,
+        num_classes: int = 80,
         resolution: int = 7,
         spatial_scale_factor: float = 16,
         aligned: bool = True,
-        dropout_rate: float = 0.0,
+        dropout_rate: float = 0.5,
         act: str = "sigmoid",
     ) -> None:
         super().__init__()
