@@ -1,10 +1,12 @@
 # Two entry points a fresh machine needs: `make demo` and `make test`.
+# While working: `make test-fast` (the suite without the slow end-to-end tests), `make lint`.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LINT_PATHS := detection tools tests benchmarks
 
-.PHONY: demo test lint bench clean-venv detectron2
+.PHONY: demo test test-fast lint clean-venv detectron2
 
 # Detectron2 (optional person detector) is installed too: about 20 s, so CI tests it for real.
 $(STAMP): setup.cfg pyproject.toml tools/install_detectron2.sh
@@ -23,12 +25,18 @@ detectron2:
 demo: $(STAMP)
 	$(PY) tools/demo_net.py
 
-test: $(STAMP)
-	$(PY) -m ruff check detection tools tests benchmarks
+# Lint first: a formatting or type error fails in seconds, before the suite's minutes.
+test: lint
 	$(PY) -m pytest tests
 
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+# ruff's settings (line length 100) and mypy's (it checks detection/) are in pyproject.toml.
 lint: $(STAMP)
-	$(PY) -m ruff check detection tools tests benchmarks
+	$(PY) -m ruff format --check $(LINT_PATHS)
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m mypy
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,9 +8,11 @@ SHARED = PROJECT_ROOT.parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """`../shared/` beside the project (real AVA lists and OpenCV's vtest.avi)."""
+    """`../shared/` beside the project: the real AVA lists (data/ava/) and OpenCV's vtest.avi
+    (media/). Only the tests that read those files ask for it, and they are skipped without it
+    (a checkout on its own still runs the rest: label maps come with the package)."""
     if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: tests need ../shared/ beside the project")
+        pytest.skip(f"{SHARED} is missing (real AVA lists and vtest.avi live there)")
     return SHARED
 
 

@@ -181,7 +181,7 @@ def _random_actor(
     hsv = np.array(
         [[[hue, int(rng.integers(160, 256)), int(rng.integers(220, 256))]]], dtype=np.uint8
     )
-    color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    red, green, blue = (int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
     hw, hh = width / 2 + OSC_AMPLITUDE + BOX_PAD, height / 2 + BOX_PAD
     x0, y0, x1, y1 = cell
     cx = float(rng.uniform(x0 + hw, x1 - hw))
@@ -191,7 +191,7 @@ def _random_actor(
         labels=tuple(labels),
         width=width,
         height=height,
-        color=color,
+        color=(red, green, blue),
         cell=cell,
         center=(cx, cy),
         osc_phase=int(rng.integers(0, FAST_PERIOD)),

@@ -14,6 +14,7 @@ zero persons (an empty result).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -52,9 +53,9 @@ class CsvPersonDetector(PersonDetector):
         per_box = rows.groupby(["video_id", "timestamp", *BOX_COLUMNS], sort=False)["score"].max()
         # (video_id, second) -> (normalized boxes [N, 4], scores [N])
         self._frames: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-        for (video_id, second), group in per_box.reset_index().groupby(
-            ["video_id", "timestamp"], sort=False
-        ):
+        for key, group in per_box.reset_index().groupby(["video_id", "timestamp"], sort=False):
+            # pandas-stubs types a group key as Hashable; read_ava_csv gives these dtypes.
+            video_id, second = cast(tuple[str, np.int64], key)
             self._frames[(video_id, int(second))] = (
                 group[BOX_COLUMNS].to_numpy(np.float32),
                 group["score"].to_numpy(np.float32),

@@ -57,7 +57,9 @@ class HogPersonDetector(PersonDetector):
         self.scale = float(scale)
         self.nms_iou = float(nms_iou)
         self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._hog.setSVMDetector(
+            np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), dtype=np.float32)
+        )
 
     def detect(
         self,

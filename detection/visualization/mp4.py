@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
 
 # H.264 when PyAV's bundled FFmpeg has libx264 (the PyPI wheels do); MPEG-4 Part 2 otherwise.
-_CODECS = ("libx264", "mpeg4")
+_Codec = Literal["libx264", "mpeg4"]
+_CODECS: tuple[_Codec, ...] = ("libx264", "mpeg4")
 
 
-def _pick_codec() -> str:
+def _pick_codec() -> _Codec:
     for codec in _CODECS:
         if codec in av.codecs_available:
             return codec
@@ -44,9 +46,11 @@ class Mp4Writer:
         self.codec = _pick_codec()
         self._crf = crf
         self._tmp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._container = av.open(str(self._tmp_path), mode="w", format="mp4")
-        self._stream: av.VideoStream | None = None
-        self._size: tuple[int, int] | None = None  # (height, width) of the input frames
+        self._container: av.container.OutputContainer | None = av.open(
+            str(self._tmp_path), mode="w", format="mp4"
+        )
+        # The stream and the (height, width) of its input frames, from the first frame on.
+        self._video: tuple[av.VideoStream, int, int] | None = None
         self.frames_written = 0
 
     def __enter__(self) -> Mp4Writer:
@@ -58,16 +62,17 @@ class Mp4Writer:
         else:
             self.abort()
 
-    def _open_stream(self, height: int, width: int) -> None:
-        stream = self._container.add_stream(self.codec, rate=self.fps)
+    def _open_stream(
+        self, container: av.container.OutputContainer, height: int, width: int
+    ) -> av.VideoStream:
+        stream = container.add_stream(self.codec, rate=self.fps)
         stream.width = width + width % 2
         stream.height = height + height % 2
         stream.pix_fmt = "yuv420p"
         stream.time_base = 1 / self.fps
         if self.codec == "libx264":
             stream.options = {"crf": str(self._crf)}
-        self._stream = stream
-        self._size = (height, width)
+        return stream
 
     def write(self, frame_rgb: np.ndarray) -> None:
         """Encode one uint8 RGB frame [H, W, 3] of the same size as the first."""
@@ -79,18 +84,19 @@ class Mp4Writer:
                 f"got {frame_rgb.dtype} {list(frame_rgb.shape)}"
             )
         height, width = frame_rgb.shape[:2]
-        if self._stream is None:
-            self._open_stream(height, width)
-        elif (height, width) != self._size:
+        if self._video is None:
+            self._video = (self._open_stream(self._container, height, width), height, width)
+        stream, video_height, video_width = self._video
+        if (height, width) != (video_height, video_width):
             raise ValueError(
                 f"{self.path}: frame {self.frames_written} is {width}x{height}, the video is "
-                f"{self._size[1]}x{self._size[0]}"
+                f"{video_width}x{video_height}"
             )
         if height % 2 or width % 2:
             frame_rgb = np.pad(frame_rgb, ((0, height % 2), (0, width % 2), (0, 0)))
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
         frame.pts = self.frames_written
-        self._container.mux(self._stream.encode(frame))
+        self._container.mux(stream.encode(frame))
         self.frames_written += 1
 
     def close(self) -> None:
@@ -98,8 +104,8 @@ class Mp4Writer:
         if self._container is None:
             return
         try:
-            if self._stream is not None:
-                self._container.mux(self._stream.encode(None))
+            if self._video is not None:
+                self._container.mux(self._video[0].encode(None))
         except BaseException:
             self.abort()
             raise
