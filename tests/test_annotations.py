@@ -72,6 +72,35 @@ def test_predicted_boxes_below_the_threshold_are_dropped_and_merge_with_gt(tmp_p
     assert len(frames[("v", 910)].boxes) == 3
 
 
+def test_a_person_score_exactly_at_the_threshold_is_kept(tmp_path):
+    # PySlowFast skips a box only when score < DETECTION_SCORE_THRESH.
+    pred = _write(
+        tmp_path / "pred.csv",
+        "v,0910,0.1,0.1,0.2,0.2,,0.8\n"
+        "v,0910,0.3,0.1,0.4,0.2,,0.800000\n"
+        "v,0910,0.5,0.1,0.6,0.2,,0.7999999\n"
+        "v,0910,0.7,0.1,0.8,0.2,,0.8000001\n",
+    )
+    (frame,) = _keyframes(pred=[pred], thresh=0.8).values()
+    np.testing.assert_array_equal(frame.boxes[:, 0], [0.1, 0.3, 0.7])
+
+
+def test_pyslowfast_boxes_and_labels_file_gives_one_box_per_person_with_its_labels(tmp_path):
+    """person_box_67091280_iou*/ava_detection_val_boxes_and_labels.csv rows carry an action
+    (the ground truth's, matched by IoU) and the detector's score; one row per action."""
+    pred = _write(
+        tmp_path / "ava_detection_val_boxes_and_labels.csv",
+        "1j20qq1JyX4,0902,0.036,0.098,0.550,0.979,12,0.995518\n"
+        "1j20qq1JyX4,0902,0.036,0.098,0.550,0.979,80,0.995518\n"
+        "1j20qq1JyX4,0902,0.600,0.100,0.900,0.950,-1,0.85\n",
+    )
+    (frame,) = _keyframes(pred=[pred], thresh=0.8).values()
+    assert frame.labels == ((12, 80), ())
+    # Coordinates as written, in float64 as PySlowFast's float() parses them.
+    assert frame.boxes.dtype == np.float64
+    assert frame.boxes[0].tolist() == [0.036, 0.098, 0.550, 0.979]
+
+
 def test_seconds_outside_the_valid_range_are_skipped_counted_and_logged(tmp_path, caplog):
     gt = _write(
         tmp_path / "gt.csv",

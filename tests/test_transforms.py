@@ -4,8 +4,12 @@ import torch
 
 from detection.data.transforms import (
     boxes_to_pixels,
+    color_jitter,
     horizontal_flip,
+    jitter_short_side,
     normalize,
+    random_crop_offsets,
+    scale_short_side,
     train_transform,
 )
 from detection.data.transforms import (
@@ -56,12 +60,71 @@ def test_normalize_switches_to_bgr():
     assert out[:, 0, 0, 0].tolist() == [0.0, 0.0, 1.0]
 
 
-def test_flip_moves_boxes_with_the_pixels():
-    frames = _clip_with_white_box(box=(10, 20, 50, 60))
-    flipped, boxes = horizontal_flip(frames, np.array([[10.0, 20.0, 50.0, 60.0]], dtype=np.float32))
-    np.testing.assert_allclose(boxes, [[110, 20, 150, 60]])
-    cols = np.nonzero(flipped[0, 40, :, 0])[0]
-    assert cols.min() == 110 and cols.max() + 1 == 150
+def test_mean_and_std_are_indexed_in_bgr_order_like_pyslowfast():
+    # PySlowFast's AVA loader normalizes the BGR image OpenCV read, then switches to RGB: its
+    # DATA.MEAN[0] and DATA.STD[0] belong to blue.
+    rgb = np.ones((3, 1, 1, 1), dtype=np.float32)
+    out = normalize(rgb, mean=(0.1, 0.2, 0.3), std=(1.0, 2.0, 4.0), bgr=False)
+    np.testing.assert_allclose(out[:, 0, 0, 0].numpy(), [0.7 / 4.0, 0.8 / 2.0, 0.9 / 1.0])
+
+
+def test_flip_maps_pixel_x_to_w_minus_1_minus_x_with_its_boxes():
+    frames = np.zeros((1, 8, 160, 3), dtype=np.uint8)
+    frames[:, :, 10] = 255  # marker columns at the box's x1 and x2
+    frames[:, :, 50] = 255
+    flipped, boxes = horizontal_flip(frames, np.array([[10.0, 2.0, 50.0, 6.0]]))
+    # PySlowFast's flip_boxes: x' = W - 1 - x, so a box edge stays on its pixel column.
+    np.testing.assert_array_equal(boxes, [[109.0, 2.0, 149.0, 6.0]])
+    assert np.flatnonzero(flipped[0, 0, :, 0]).tolist() == [109, 149]
+
+
+@pytest.mark.parametrize("portrait", [False, True])
+def test_scaling_multiplies_both_box_axes_by_the_long_sides_factor(portrait):
+    """640x480 -> 341x256 (341 = floor(640 * 256 / 480)): PySlowFast's scale_boxes multiplies
+    the whole box by 341 / 640 (not y by 256 / 480), at test and at train time alike."""
+    h, w = (640, 480) if portrait else (480, 640)
+    frames = np.zeros((1, h, w, 3), dtype=np.uint8)
+    # Box (0.1, 0.2, 0.7, 0.9) of a 640x480 frame is (64, 96, 448, 432) px; times 0.5328125.
+    norm = np.array([[0.2, 0.1, 0.9, 0.7]]) if portrait else np.array([[0.1, 0.2, 0.7, 0.9]])
+    expected = np.array([[34.1, 51.15, 238.7, 230.175]], dtype=np.float32)
+    if portrait:
+        expected = expected[:, [1, 0, 3, 2]]
+    clip, boxes = run_test_transform(frames, norm, short_side=256)
+    assert clip.shape[2:] == ((341, 256) if portrait else (256, 341))
+    assert boxes.dtype == torch.float32
+    np.testing.assert_allclose(boxes.numpy(), expected, rtol=0, atol=2e-5)
+    pixels = boxes_to_pixels(norm, h, w)
+    _, train_boxes = scale_short_side(frames, pixels, 256)
+    np.testing.assert_allclose(train_boxes, expected, rtol=0, atol=2e-5)
+
+
+def test_test_boxes_are_rounded_to_float32_once_like_pyslowfasts_collate():
+    frames = np.zeros((1, 240, 426, 3), dtype=np.uint8)
+    norm = np.array([[0.123, 0.456, 0.789, 0.987]])
+    _, boxes = run_test_transform(frames, norm, short_side=256)
+    # float64 all the way, one factor (454 / 426), one rounding to float32 at the end.
+    pixels = np.minimum(norm * [426, 240, 426, 240], [425, 239, 425, 239]) * (454 / 426)
+    np.testing.assert_array_equal(boxes.numpy(), pixels.astype(np.float32))
+
+
+def test_scale_jitter_draws_the_inverse_size_uniformly():
+    rng = np.random.default_rng(0)
+    sizes = np.array([jitter_short_side(rng, 256, 320) for _ in range(20000)])
+    assert sizes.min() == 256 and sizes.max() == 320
+    # 1 / size uniform in [1/320, 1/256]: mean of 1 / U is ln(320 / 256) / (1/256 - 1/320)
+    # = 285.6 (a uniform size would average 288); P(size <= 288) = P(U >= 1 / 288.5) = 0.563.
+    assert abs(sizes.mean() - np.log(320 / 256) / (1 / 256 - 1 / 320)) < 0.5
+    p_small = (1 / 256 - 1 / 288.5) / (1 / 256 - 1 / 320)
+    assert abs((sizes <= 288).mean() - p_small) < 0.015
+
+
+def test_crop_offsets_never_reach_the_last_position_like_pyslowfast():
+    rng = np.random.default_rng(1)
+    offsets = [random_crop_offsets(rng, 257, 300, 256) for _ in range(2000)]
+    xs, ys = {x for x, _ in offsets}, {y for _, y in offsets}
+    # np.random.randint(0, W - size): offsets 0 .. W - size - 1; a side equal to size gives 0.
+    assert ys == {0} and xs == set(range(44))
+    assert random_crop_offsets(rng, 256, 256, 256) == (0, 0)
 
 
 def test_train_transform_crops_flips_and_keeps_boxes_on_their_pixels():
@@ -102,19 +165,40 @@ def test_train_transform_drops_boxes_cropped_out_with_their_indices():
     assert {(), (0,), (1,)} >= kept_sets and len(kept_sets) >= 2
 
 
-def test_color_jitter_changes_colors_but_not_geometry():
+def test_color_augmentation_is_pca_lighting_by_default_and_keeps_geometry():
+    """PySlowFast's AVA.TRAIN_USE_COLOR_AUGMENTATION with TRAIN_PCA_JITTER_ONLY (its default)
+    adds one PCA lighting shift per channel to the whole clip; boxes do not move."""
     frames = _clip_with_white_box()
     box = np.array([[0.25, 0.25, 0.5, 0.75]])
-    plain, b1, _ = train_transform(
-        frames, box, np.random.default_rng(3), jitter_scales=(120, 120), crop_size=112
+    kwargs = {"jitter_scales": (120, 120), "crop_size": 112}
+    plain, b1, _ = train_transform(frames, box, np.random.default_rng(3), **kwargs)
+    lit, b2, _ = train_transform(
+        frames, box, np.random.default_rng(3), use_color_augmentation=True, **kwargs
     )
-    jittered, b2, _ = train_transform(
+    torch.testing.assert_close(b1, b2)
+    shift = (lit - plain) * 0.225  # back to [0, 1] units
+    per_channel = shift.flatten(1)
+    torch.testing.assert_close(per_channel, per_channel[:, :1].expand_as(per_channel))
+    assert len({round(v, 6) for v in per_channel[:, 0].tolist()}) == 3
+    jittered, b3, _ = train_transform(
         frames,
         box,
         np.random.default_rng(3),
-        jitter_scales=(120, 120),
-        crop_size=112,
-        use_color_jitter=True,
+        use_color_augmentation=True,
+        pca_jitter_only=False,
+        **kwargs,
     )
-    torch.testing.assert_close(b1, b2)
-    assert not torch.allclose(plain, jittered)
+    torch.testing.assert_close(b1, b3)
+    assert not torch.allclose(jittered, lit)
+
+
+def test_contrast_blends_each_frame_with_its_own_mean_gray():
+    # Two flat gray frames: saturation and per-frame contrast leave a flat frame as it is, so
+    # only brightness scales them, by the same factor. A clip-wide mean would pull both
+    # towards one gray and change their ratio.
+    clip = np.empty((3, 2, 4, 4), dtype=np.float32)
+    clip[:, 0], clip[:, 1] = 0.2, 0.8
+    for seed in range(5):
+        out = color_jitter(clip, np.random.default_rng(seed))
+        ratio = out[:, 1] / out[:, 0]
+        np.testing.assert_allclose(ratio, 4.0, rtol=1e-5)

@@ -130,7 +130,8 @@ _C.DATA.PATH_TO_DATA_DIR = ""
 _C.DATA.NUM_FRAMES = 32
 # Stride between sampled frames, in frames of the 30 fps source.
 _C.DATA.SAMPLING_RATE = 2
-# Per-channel mean and std applied after scaling pixels to [0, 1].
+# Per-channel mean and std applied after scaling pixels to [0, 1], indexed in BGR order
+# (PySlowFast's AVA loader normalizes before its BGR -> RGB switch).
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
 _C.DATA.STD = [0.225, 0.225, 0.225]
 # Channels of each pathway's input.
@@ -163,8 +164,12 @@ _C.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
 _C.AVA.DETECTION_SCORE_THRESH = 0.9
 # Feed BGR instead of RGB (Caffe2-trained checkpoints).
 _C.AVA.BGR = False
-# Color jitter during training.
+# Colour augmentation during training: PCA lighting, plus colour jitter unless
+# TRAIN_PCA_JITTER_ONLY.
 _C.AVA.TRAIN_USE_COLOR_AUGMENTATION = False
+# PySlowFast: with colour augmentation on, PCA lighting only (False adds brightness, contrast
+# and saturation jitter).
+_C.AVA.TRAIN_PCA_JITTER_ONLY = True
 # Label map, excluded timestamps and evaluation ground truth (under ANNOTATION_DIR).
 _C.AVA.LABEL_MAP_FILE = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
 _C.AVA.EXCLUSION_FILE = "ava_val_excluded_timestamps_v2.2.csv"

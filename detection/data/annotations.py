@@ -6,7 +6,7 @@ Rows are parsed (and validated, with file:line errors) by the one AVA CSV parser
 - ground-truth files (``video,sec,x1,y1,x2,y2,action,person``) and predicted person-box files
   (``video,sec,x1,y1,x2,y2,,score``) are read into one table per split; a predicted box whose
   score is below ``AVA.DETECTION_SCORE_THRESH`` is dropped (a box file without a score column
-  has nothing to threshold, so its boxes are kept);
+  has nothing to threshold, so its boxes are kept); a score equal to the threshold is kept;
 - a box given on several rows (one per action) becomes one box with all those actions; a row
   with an empty action (or -1 in a box file) keeps its box with no label (a negative box);
 - ground-truth rows without a box (``video,sec,,,,,,``: the frame was annotated, nobody in it)
@@ -26,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,9 @@ class Keyframe:
 
     video_id: str
     second: int
-    boxes: np.ndarray  # float32 [N, 4] normalized x1, y1, x2, y2, in first-seen order
+    # float64 [N, 4] normalized x1, y1, x2, y2 as written in the file (PySlowFast parses them
+    # with float() and keeps them in float64 until its collate), in first-seen order.
+    boxes: np.ndarray
     labels: tuple[tuple[int, ...], ...]  # N tuples of action ids (1-based)
 
     def multi_hot(self, num_classes: int) -> np.ndarray:
@@ -68,9 +71,11 @@ def read_box_files(
     action_id (-1 = no action), with predicted rows below `score_thresh` dropped and action ids
     checked against 1 .. num_classes."""
     tables = []
-    for path, kind in [(p, "groundtruth") for p in gt_files] + [
-        (p, "boxes") for p in predicted_files
-    ]:
+    files: list[tuple[str | Path, Literal["groundtruth", "boxes"]]] = [
+        (p, "groundtruth") for p in gt_files
+    ]
+    files += [(p, "boxes") for p in predicted_files]
+    for path, kind in files:
         # One row per file line, in order: index + 1 stays the line number through filtering.
         table = read_ava_csv(path, kind=kind)
         if kind == "boxes":
@@ -86,9 +91,9 @@ def read_box_files(
         actions = table["action_id"]
         bad = (actions != -1) & ((actions < 1) | (actions > num_classes))
         if bad.any():
-            first = bad.idxmax()
+            first = int(np.flatnonzero(bad.to_numpy())[0])
             raise AnnotationError(
-                f"{path}:{first + 1}: action id {actions[first]} is not in "
+                f"{path}:{table.index[first] + 1}: action id {actions.iloc[first]} is not in "
                 f"1..{num_classes} (MODEL.NUM_CLASSES)"
             )
         tables.append(table[["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id"]])
@@ -113,7 +118,7 @@ def group_keyframes(rows: pd.DataFrame, valid_seconds: range) -> list[Keyframe]:
         )
         rows = rows[~outside]
     keyframes = []
-    for (video_id, second), group in rows.groupby(["video_id", "timestamp"], sort=True):
+    for (video_id, _), group in rows.groupby(["video_id", "timestamp"], sort=True):
         boxes: dict[tuple[float, float, float, float], list[int]] = {}
         for x1, y1, x2, y2, action in group[["x1", "y1", "x2", "y2", "action_id"]].itertuples(
             index=False
@@ -124,8 +129,8 @@ def group_keyframes(rows: pd.DataFrame, valid_seconds: range) -> list[Keyframe]:
         keyframes.append(
             Keyframe(
                 video_id=str(video_id),
-                second=int(second),
-                boxes=np.array(list(boxes), dtype=np.float32).reshape(-1, 4),
+                second=int(group["timestamp"].iloc[0]),
+                boxes=np.array(list(boxes), dtype=np.float64).reshape(-1, 4),
                 labels=tuple(tuple(sorted(a)) for a in boxes.values()),
             )
         )

@@ -11,19 +11,32 @@ Two sources of pixels give the same clips (``DATA.DECODING_BACKEND``):
 Splits: ``"train"`` reads ``AVA.TRAIN_GT_BOX_LISTS`` + ``AVA.TRAIN_PREDICT_BOX_LISTS`` and
 augments (`train_transform`); ``"test"`` reads ``AVA.TEST_PREDICT_BOX_LISTS`` (scores >=
 ``AVA.DETECTION_SCORE_THRESH``) and only rescales (`test_transform`). Relative paths in the
-``AVA.*_DIR`` keys are under ``DATA.PATH_TO_DATA_DIR``; box lists are under ``AVA.ANNOTATION_DIR``.
+``AVA.*_DIR`` keys are under ``DATA.PATH_TO_DATA_DIR``; box lists (and the label map, ground
+truth and exclusions) are under ``DATA.PATH_TO_DATA_DIR/AVA.ANNOTATION_DIR``, so
+``person_box_67091280_iou90/ava_detection_val_boxes_and_labels.csv`` names a file in a folder
+of the annotation dir, as in PySlowFast (``os.path.join(AVA.ANNOTATION_DIR, name)``).
+
+Batches never pad. Training clips are all ``TRAIN_CROP_SIZE`` squares. Test clips keep their
+video's aspect ratio, so a batch that mixed two videos would have to zero-pad the smaller clip,
+which changes the features near its border (and, through non-local blocks, everywhere); the
+test loader therefore batches only consecutive keyframes whose clips have the same size
+(`SameSizeBatchSampler`), so scores do not depend on ``TEST.BATCH_SIZE`` or on the number of
+processes, as in PySlowFast, whose per-GPU test batch is one clip. `collate` refuses clips of
+different sizes.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from yacs.config import CfgNode
 
 from .annotations import (
@@ -33,8 +46,8 @@ from .annotations import (
     read_box_files,
     read_frame_lists,
 )
-from .sampling import clip_frame_indices, pack_pathways
-from .transforms import test_transform, train_transform
+from .sampling import clip_frame_indices, keyframe_index, pack_pathways
+from .transforms import short_side_size, test_transform, train_transform
 from .video import VideoReader, find_video, read_frame_files
 
 SPLITS = ("train", "test")
@@ -54,6 +67,9 @@ class AvaDataset(Dataset):
     ``boxes`` float32 [N, 4] in input pixels, ``labels`` float32 [N, MODEL.NUM_CLASSES] multi-hot,
     ``boxes_norm`` float32 [N, 4] as read from the CSV, ``video_id``, ``second`` and
     ``orig_size`` (H, W) of the source frames. A training crop can leave N = 0.
+
+    The clip of a keyframe at second ``s`` is centred on frame ``(s - AVA.VIDEO_START_SEC) *
+    AVA.FPS`` of the 30 fps layout (`clip_indices`; PySlowFast's ``sec_to_frame``).
     """
 
     def __init__(self, cfg: CfgNode, split: str):
@@ -82,6 +98,9 @@ class AvaDataset(Dataset):
         valid = range(cfg.AVA.VALID_FRAMES_START_SEC, cfg.AVA.VALID_FRAMES_END_SEC + 1)
         self.keyframes: list[Keyframe] = group_keyframes(rows, valid)
         video_ids = sorted({k.video_id for k in self.keyframes})
+        # (H, W) of each video's frames: known after opening a video, read from the first
+        # frame file on demand for the frames backend.
+        self._frame_sizes: dict[str, tuple[int, int]] = {}
         if self.backend == "video":
             video_dir = _under(root, cfg.AVA.VIDEO_DIR)
             self._video_paths = {v: find_video(video_dir, v) for v in video_ids}
@@ -89,6 +108,8 @@ class AvaDataset(Dataset):
             for video_id, path in self._video_paths.items():
                 with VideoReader(path) as reader:
                     self._num_frames[video_id] = reader.num_frames_at(cfg.AVA.FPS)
+                    width, height = reader.size
+                    self._frame_sizes[video_id] = (height, width)
         else:
             lists = cfg.AVA.TRAIN_LISTS if split == "train" else cfg.AVA.TEST_LISTS
             list_dir = _under(root, cfg.AVA.FRAME_LIST_DIR)
@@ -127,10 +148,27 @@ class AvaDataset(Dataset):
         self._readers[video_id] = reader  # most recently used last
         return reader
 
+    def frame_size(self, video_id: str) -> tuple[int, int]:
+        """(H, W) of the frames of `video_id` (displayed orientation)."""
+        if video_id not in self._frame_sizes:
+            first = read_frame_files([self._frame_paths[video_id][0]])
+            self._frame_sizes[video_id] = (first.shape[1], first.shape[2])
+        return self._frame_sizes[video_id]
+
+    def input_size(self, index: int) -> tuple[int, int]:
+        """(H', W') of item `index`'s test clip: its video's frames with the short side scaled
+        to DATA.TEST_CROP_SIZE (`short_side_size`). Only the test split has one size per item."""
+        if self.split != "test":
+            raise ValueError("only test clips have a size per item (training clips are crops)")
+        height, width = self.frame_size(self.keyframes[index].video_id)
+        return short_side_size(height, width, self.cfg.DATA.TEST_CROP_SIZE)
+
     def clip_indices(self, index: int) -> np.ndarray:
-        """Frame indices (30 fps layout) of item `index`'s clip: int64 [DATA.NUM_FRAMES]."""
+        """Frame indices (30 fps layout) of item `index`'s clip: int64 [DATA.NUM_FRAMES],
+        centred on the keyframe's frame (see the class docstring)."""
         keyframe = self.keyframes[index]
-        center = (keyframe.second - self.cfg.AVA.VIDEO_START_SEC) * self.cfg.AVA.FPS
+        ava = self.cfg.AVA
+        center = keyframe_index(keyframe.second, fps=ava.FPS, start_second=ava.VIDEO_START_SEC)
         data = self.cfg.DATA
         return clip_frame_indices(
             center, data.NUM_FRAMES, data.SAMPLING_RATE, self._num_frames[keyframe.video_id]
@@ -164,7 +202,8 @@ class AvaDataset(Dataset):
                 rng,
                 jitter_scales=cfg.DATA.TRAIN_JITTER_SCALES,
                 crop_size=cfg.DATA.TRAIN_CROP_SIZE,
-                use_color_jitter=cfg.AVA.TRAIN_USE_COLOR_AUGMENTATION,
+                use_color_augmentation=cfg.AVA.TRAIN_USE_COLOR_AUGMENTATION,
+                pca_jitter_only=cfg.AVA.TRAIN_PCA_JITTER_ONLY,
                 **common,
             )
             labels, boxes_norm = labels[kept], boxes_norm[kept]
@@ -176,7 +215,7 @@ class AvaDataset(Dataset):
             "inputs": pack_pathways(clip, cfg.MODEL.ARCH, cfg.SLOWFAST.ALPHA),
             "boxes": boxes,
             "labels": torch.from_numpy(labels),
-            "boxes_norm": torch.from_numpy(np.ascontiguousarray(boxes_norm)),
+            "boxes_norm": torch.from_numpy(boxes_norm.astype(np.float32)),
             "video_id": keyframe.video_id,
             "second": keyframe.second,
             "orig_size": tuple(frames.shape[1:3]),
@@ -186,22 +225,22 @@ class AvaDataset(Dataset):
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch items with different box counts into the model's contract.
 
-    Returns ``inputs`` (one [B, 3, T_p, H, W] per pathway; clips of different sizes, possible
-    at test time, are zero-padded at the bottom and right, which keeps box coordinates),
-    ``boxes`` float32 [K, 5] (batch index, x1, y1, x2, y2), ``labels`` float32 [K, C],
-    ``boxes_norm`` float32 [K, 4], ``metadata`` K (video_id, second) and ``orig_sizes`` B (H, W).
+    Returns ``inputs`` (one [B, 3, T_p, H, W] per pathway), ``boxes`` float32 [K, 5]
+    (batch index, x1, y1, x2, y2), ``labels`` float32 [K, C], ``boxes_norm`` float32 [K, 4],
+    ``metadata`` K (video_id, second) and ``orig_sizes`` B (H, W). The clips of a batch must
+    have one size (see the module docstring: nothing is padded).
     """
-    inputs = []
-    for pathway in range(len(items[0]["inputs"])):
-        clips = [item["inputs"][pathway] for item in items]
-        height = max(c.shape[2] for c in clips)
-        width = max(c.shape[3] for c in clips)
-        batch = clips[0].new_zeros(
-            (len(clips), clips[0].shape[0], clips[0].shape[1], height, width)
+    sizes = [tuple(item["inputs"][0].shape[-2:]) for item in items]
+    if len(set(sizes)) > 1:
+        raise ValueError(
+            f"clips of different sizes {sorted(set(sizes))} in one batch "
+            f"({[(item['video_id'], item['second']) for item in items]}); batches are never "
+            "padded, batch test clips with SameSizeBatchSampler"
         )
-        for b, c in enumerate(clips):
-            batch[b, :, :, : c.shape[2], : c.shape[3]] = c
-        inputs.append(batch)
+    inputs = [
+        torch.stack([item["inputs"][pathway] for item in items])
+        for pathway in range(len(items[0]["inputs"]))
+    ]
     batch_index = torch.cat(
         [torch.full((len(item["boxes"]), 1), float(b)) for b, item in enumerate(items)]
     )
@@ -218,6 +257,49 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+class SameSizeBatchSampler(Sampler[list[int]]):
+    """Batches of consecutive items of one size, for testing.
+
+    The items ``0 .. len(sizes) - 1`` are split into `num_shards` contiguous shards of sizes
+    that differ by at most one, the larger ones first (shard `shard` is this process's); a
+    shard is cut into batches of at most `batch_size` consecutive items, a new batch starting
+    wherever the size changes. Every item is thus in exactly one batch of one shard, and the
+    shards in rank order are the items in order, so predictions gathered in rank order come
+    out in dataset order (unlike a DistributedSampler, which deals items out round-robin and
+    pads the last ranks with repeats). A shard that would be empty (more processes than items)
+    gets the last item again, so that every process has a batch; these copies come after the
+    original in rank order, and the tester drops their predictions as duplicates.
+
+    sizes: one hashable per item, e.g. its clip's (H', W').
+    """
+
+    def __init__(
+        self, sizes: Sequence[Any], batch_size: int, *, shard: int = 0, num_shards: int = 1
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"need 0 <= shard < num_shards, got {shard} of {num_shards}")
+        total = len(sizes)
+        per_shard, larger = divmod(total, num_shards)
+        start = shard * per_shard + min(shard, larger)
+        stop = start + per_shard + (shard < larger)
+        indices = list(range(start, stop)) if stop > start else [total - 1] if total else []
+        self.batches: list[list[int]] = []
+        for index in indices:
+            last = self.batches[-1] if self.batches else None
+            if last is None or len(last) == batch_size or sizes[last[-1]] != sizes[index]:
+                self.batches.append([index])
+            else:
+                last.append(index)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter([list(batch) for batch in self.batches])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def _seed_worker(worker_id: int) -> None:
     """Seed NumPy and `random` in a worker from the seed the DataLoader gave its torch RNG."""
     seed = torch.initial_seed() % 2**32
@@ -230,9 +312,13 @@ def build_loader(
 ) -> DataLoader:
     """A DataLoader over `AvaDataset(cfg, split)` that yields `collate` batches.
 
-    ``shuffle`` defaults to True for "train"; the train loader drops its last incomplete batch.
-    With `distributed`, a DistributedSampler (seeded with RNG_SEED) splits the items over ranks;
+    Train: ``shuffle`` defaults to True; the last incomplete batch is dropped. With
+    `distributed`, a DistributedSampler (seeded with RNG_SEED) splits the items over ranks;
     call ``loader.sampler.set_epoch(epoch)`` each epoch.
+
+    Test: never shuffled; a `SameSizeBatchSampler` makes batches of at most TEST.BATCH_SIZE
+    consecutive clips of one size, over the whole split or, with `distributed`, over this
+    rank's contiguous share of it (``loader.batch_sampler``).
 
     Randomness: the shuffle order comes from torch's global generator when an epoch's iterator
     starts (or from the DistributedSampler's seed and epoch), and so does one base seed from
@@ -245,19 +331,31 @@ def build_loader(
     state after a resume.
     """
     dataset = AvaDataset(cfg, split)
-    shuffle = split == "train" if shuffle is None else shuffle
-    batch_size = cfg.TRAIN.BATCH_SIZE if split == "train" else cfg.TEST.BATCH_SIZE
-    sampler = (
+    common: dict[str, Any] = {
+        "num_workers": cfg.DATA_LOADER.NUM_WORKERS,
+        "pin_memory": cfg.DATA_LOADER.PIN_MEMORY,
+        "collate_fn": collate,
+        "worker_init_fn": _seed_worker,
+    }
+    if split == "test":
+        if shuffle:
+            raise ValueError("the test split is never shuffled (shuffle=True was asked for)")
+        batch_sampler = SameSizeBatchSampler(
+            [dataset.input_size(i) for i in range(len(dataset))],
+            cfg.TEST.BATCH_SIZE,
+            shard=dist.get_rank() if distributed else 0,
+            num_shards=dist.get_world_size() if distributed else 1,
+        )
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    shuffle = True if shuffle is None else shuffle
+    sampler: DistributedSampler | None = (
         DistributedSampler(dataset, shuffle=shuffle, seed=cfg.RNG_SEED) if distributed else None
     )
     return DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=cfg.TRAIN.BATCH_SIZE,
         shuffle=shuffle if sampler is None else False,
         sampler=sampler,
-        num_workers=cfg.DATA_LOADER.NUM_WORKERS,
-        pin_memory=cfg.DATA_LOADER.PIN_MEMORY,
-        drop_last=split == "train",
-        collate_fn=collate,
-        worker_init_fn=_seed_worker,
+        drop_last=True,
+        **common,
     )

@@ -1,16 +1,32 @@
-"""Clip + box transforms for AVA (PySlowFast's OpenCV pipeline, restated).
+"""Clip + box transforms for AVA: PySlowFast's OpenCV pipeline (``cv2_transform``), restated.
 
 Every function takes uint8 RGB frames [T, H, W, 3] (numpy) and boxes in pixels [N, 4]
 (x1, y1, x2, y2) and returns the transformed pair, so the boxes follow every resize, crop and
-flip. The two entry points:
+flip. The two entry points, in PySlowFast's order of operations:
 
-- `train_transform`: short side to a random size in ``TRAIN_JITTER_SCALES``, random square crop
-  of ``TRAIN_CROP_SIZE``, horizontal flip with p = 0.5, optional color jitter;
-- `test_transform`: short side to ``TEST_CROP_SIZE``, no crop.
+- `train_transform`: short side to a size drawn by `jitter_short_side` (1 / size uniform in
+  [1 / max, 1 / min]), random square crop of ``TRAIN_CROP_SIZE``, horizontal flip with
+  p = 0.5, then, with colour augmentation on, colour jitter (unless PCA-only) and AlexNet PCA
+  lighting;
+- `test_transform`: short side to ``TEST_CROP_SIZE``, no crop, no flip.
 
-Both finish with ``/255``, ``(x - mean) / std``, an optional RGB -> BGR switch (Caffe2-trained
-weights expect BGR), and return a float32 tensor [3, T, H', W'] with boxes in input pixels
-clipped to the image (x in [0, W' - 1], y in [0, H' - 1] as PySlowFast clips them).
+Both finish with ``/ 255``, ``(x - mean) / std`` and the channel order the weights expect, and
+return a float32 tensor [3, T, H', W'] with float32 boxes in input pixels clipped to the image
+(x in [0, W' - 1], y in [0, H' - 1], as PySlowFast clips them).
+
+Pixel conventions taken from PySlowFast:
+
+- Scaling keeps the aspect ratio: short side = size, long side = floor(long * size / short),
+  and boxes are multiplied by ONE factor, new_long / long (the long side's ratio, which the
+  floor makes slightly smaller than size / short). The frames themselves are stretched by
+  slightly different factors along x and y; the boxes are not.
+- A flip maps x to W - 1 - x (pixel indices), after the crop.
+- Crop offsets are drawn from [0, H - crop) and [0, W - crop) (the last offset is never drawn).
+- Boxes are computed in float64 and rounded to float32 once at the end, as PySlowFast's
+  collate does, so boxes equal PySlowFast's to the last float32 bit.
+- ``mean`` and ``std`` are indexed in BGR order: PySlowFast's AVA loader normalizes the BGR
+  image it read with OpenCV before switching it to RGB. (The published configs use the same
+  value for every channel, where the order does not matter.)
 
 Boxes that a crop leaves with no area are dropped; `train_transform` returns the indices of the
 boxes it kept so that their labels can be dropped with them. (PySlowFast keeps such boxes as
@@ -19,101 +35,153 @@ zero-area boxes, which only feed the RoI head empty regions with their labels.)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
 
-from detection.structures.boxes import clip_boxes, denormalize_boxes
+# PySlowFast's DATA.TRAIN_PCA_EIGVAL / TRAIN_PCA_EIGVEC (ImageNet RGB statistics; row i of the
+# eigenvector matrix is channel i = R, G, B).
+PCA_EIGVAL = (0.225, 0.224, 0.229)
+PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+PCA_ALPHA_STD = 0.1
+COLOR_JITTER_STRENGTH = 0.4
 
 
 def boxes_to_pixels(boxes_norm: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Normalized boxes [N, 4] -> float32 pixel boxes [N, 4], clipped to the last pixel as
-    PySlowFast clips them."""
-    return clip_boxes(
-        denormalize_boxes(boxes_norm, height, width), height, width, convention="last_pixel"
+    """Normalized boxes [N, 4] -> float64 pixel boxes [N, 4] (x * W, y * H), clipped to
+    x in [0, W - 1], y in [0, H - 1] as PySlowFast clips them."""
+    boxes = np.asarray(boxes_norm, dtype=np.float64).reshape(-1, 4)
+    return clip_to_last_pixel(
+        boxes * np.array([width, height, width, height], np.float64), height, width
     )
+
+
+def clip_to_last_pixel(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float64 boxes [N, 4] clipped to x in [0, W - 1], y in [0, H - 1] (a new array).
+
+    Float64 rather than `detection.structures.boxes.clip_boxes` (float32): boxes stay float64
+    until `train_transform` / `test_transform` return, as in PySlowFast."""
+    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    out[:, 0::2] = out[:, 0::2].clip(0.0, width - 1.0)
+    out[:, 1::2] = out[:, 1::2].clip(0.0, height - 1.0)
+    return out
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(H', W') of a `height` x `width` frame whose short side is scaled to `size`: the long
+    side becomes floor(long / short * size); a frame whose short side is `size` keeps its size."""
+    if min(height, width) == size:
+        return height, width
+    if width < height:
+        return int(math.floor(height / width * size)), size
+    return size, int(math.floor(width / height * size))
 
 
 def scale_short_side(
     frames: np.ndarray, boxes: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize (bilinear) so the short side is `size`; the long side becomes
-    floor(long * size / short)."""
+    """Resize (bilinear) to `short_side_size`; boxes [N, 4] (float64) are multiplied by the one
+    factor new_long / long (PySlowFast's ``scale_boxes``, see the module docstring)."""
     height, width = frames.shape[1:3]
-    if min(height, width) == size:
+    new_h, new_w = short_side_size(height, width, size)
+    if (new_h, new_w) == (height, width):
         return frames, boxes
-    if width < height:
-        new_w, new_h = size, int(np.floor(height / width * size))
-    else:
-        new_w, new_h = int(np.floor(width / height * size)), size
+    factor = new_h / height if width < height else new_w / width
     resized = np.stack(
         [cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames]
     )
-    scale = np.array(
-        [new_w / width, new_h / height, new_w / width, new_h / height], dtype=np.float32
-    )
-    return resized, boxes * scale
+    return resized, np.asarray(boxes, dtype=np.float64) * factor
+
+
+def jitter_short_side(rng: np.random.Generator, min_size: int, max_size: int) -> int:
+    """A training short side: round(1 / u) with u uniform in [1 / max_size, 1 / min_size]
+    (PySlowFast's scale jitter: uniform in inverse size, so smaller sizes are drawn more often
+    than larger ones)."""
+    return int(round(1.0 / rng.uniform(1.0 / max_size, 1.0 / min_size)))
 
 
 def crop(
     frames: np.ndarray, boxes: np.ndarray, x0: int, y0: int, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Square crop of `size` at (x0, y0); boxes are shifted, not clipped."""
-    shift = np.array([x0, y0, x0, y0], dtype=np.float32)
+    shift = np.array([x0, y0, x0, y0], dtype=np.float64)
     return frames[:, y0 : y0 + size, x0 : x0 + size], boxes - shift
 
 
+def random_crop_offsets(
+    rng: np.random.Generator, height: int, width: int, size: int
+) -> tuple[int, int]:
+    """(x0, y0) of a random `size` crop: uniform in [0, H - size) and [0, W - size), 0 where the
+    side equals `size` (PySlowFast's ``random_crop_list``; y is drawn first)."""
+    y0 = int(rng.integers(0, height - size)) if height > size else 0
+    x0 = int(rng.integers(0, width - size)) if width > size else 0
+    return x0, y0
+
+
 def horizontal_flip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror left-right; box x1' = W - x2, x2' = W - x1 (continuous pixel coordinates)."""
+    """Mirror left-right; box x1' = W - 1 - x2, x2' = W - 1 - x1 (pixel indices, as
+    PySlowFast's ``flip_boxes``)."""
     width = frames.shape[2]
-    flipped = boxes.copy()
-    flipped[:, 0] = width - boxes[:, 2]
-    flipped[:, 2] = width - boxes[:, 0]
+    flipped = np.array(boxes, dtype=np.float64)
+    flipped[:, 0] = width - 1 - boxes[:, 2]
+    flipped[:, 2] = width - 1 - boxes[:, 0]
     return np.ascontiguousarray(frames[:, :, ::-1]), flipped
 
 
+_GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(3, 1, 1, 1)
+
+
 def color_jitter(
-    clip: np.ndarray,
-    rng: np.random.Generator,
-    brightness: float = 0.4,
-    contrast: float = 0.4,
-    saturation: float = 0.4,
+    clip: np.ndarray, rng: np.random.Generator, strength: float = COLOR_JITTER_STRENGTH
 ) -> np.ndarray:
     """Brightness, contrast and saturation jitter in random order on an RGB clip in [0, 1]
-    (float32 [3, T, H, W]); one draw per clip so all frames change alike."""
-    gray_weights = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(3, 1, 1, 1)
-    strengths = (brightness, contrast, saturation)
+    (float32 [3, T, H, W]); one factor per operation for the whole clip. Contrast blends each
+    frame with the mean gray of that frame (PySlowFast's ``color_jitter_list``)."""
     for op in rng.permutation(3):
-        alpha = np.float32(1.0 + rng.uniform(-strengths[op], strengths[op]))
-        if op == 0:
-            clip = clip * alpha
-        elif op == 1:
-            gray_mean = (clip * gray_weights).sum(0).mean()
-            clip = clip * alpha + gray_mean * (1 - alpha)
-        else:
-            gray = (clip * gray_weights).sum(0, keepdims=True)
-            clip = clip * alpha + gray * (1 - alpha)
+        alpha = 1.0 + rng.uniform(-strength, strength)
+        keep, mix = np.float32(alpha), np.float32(1.0 - alpha)
+        if op == 0:  # brightness: blend with black
+            clip = clip * keep
+        elif op == 1:  # contrast: blend with each frame's mean gray
+            gray_mean = (clip * _GRAY_WEIGHTS).sum(0).mean(axis=(1, 2)).reshape(1, -1, 1, 1)
+            clip = clip * keep + gray_mean * mix
+        else:  # saturation: blend with the gray image
+            gray = (clip * _GRAY_WEIGHTS).sum(0, keepdims=True)
+            clip = clip * keep + gray * mix
     return clip
 
 
+def pca_lighting(
+    clip: np.ndarray, rng: np.random.Generator, alpha_std: float = PCA_ALPHA_STD
+) -> np.ndarray:
+    """AlexNet PCA lighting on an RGB clip in [0, 1] (float32 [3, T, H, W]): channel c gets
+    sum_j eigvec[c][j] * alpha_j * eigval_j added, alpha ~ N(0, alpha_std) drawn once per clip."""
+    alpha = rng.normal(0.0, alpha_std, size=3)
+    shift = (np.array(PCA_EIGVEC) * (alpha * np.array(PCA_EIGVAL))).sum(axis=1)
+    return clip + shift.astype(np.float32).reshape(3, 1, 1, 1)
+
+
 def to_chw_float(frames: np.ndarray) -> np.ndarray:
-    """uint8 [T, H, W, 3] -> contiguous float32 [3, T, H, W] in [0, 1]."""
+    """uint8 [T, H, W, 3] -> contiguous float32 [3, T, H, W] in [0, 1] (x / 255)."""
     # NumPy rather than torch: a data-loading process must not compete with the training
     # process for cores through torch's intra-op threads.
-    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32) * np.float32(
-        1 / 255
-    )
+    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32) / np.float32(255)
 
 
 def normalize(
     clip: np.ndarray, mean: Sequence[float], std: Sequence[float], bgr: bool
 ) -> torch.Tensor:
-    """(clip - mean) / std per channel on an RGB clip float32 [3, T, H, W]; then RGB -> BGR if
-    `bgr`. Returns a float32 tensor [3, T, H, W]."""
-    mean_a = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1, 1)
-    std_a = np.asarray(std, dtype=np.float32).reshape(3, 1, 1, 1)
+    """(clip - mean) / std on an RGB clip float32 [3, T, H, W], with `mean` and `std` given in
+    BGR order (PySlowFast's AVA loader); then RGB -> BGR if `bgr`. Returns float32 [3, T, H, W]."""
+    mean_a = np.asarray(mean, dtype=np.float32)[::-1].reshape(3, 1, 1, 1)
+    std_a = np.asarray(std, dtype=np.float32)[::-1].reshape(3, 1, 1, 1)
     clip = (clip - mean_a) / std_a
     return torch.from_numpy(np.ascontiguousarray(clip[::-1]) if bgr else clip)
 
@@ -130,12 +198,15 @@ def train_transform(
     jitter_scales: Sequence[int] = (256, 320),
     crop_size: int = 224,
     flip: bool = True,
-    use_color_jitter: bool = False,
+    use_color_augmentation: bool = False,
+    pca_jitter_only: bool = True,
     mean: Sequence[float] = (0.45, 0.45, 0.45),
     std: Sequence[float] = (0.225, 0.225, 0.225),
     bgr: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Training augmentation of one clip.
+    """Training augmentation of one clip, in PySlowFast's order: scale jitter, random crop,
+    flip, [colour jitter unless `pca_jitter_only`, PCA lighting] if `use_color_augmentation`,
+    normalization.
 
     frames: uint8 RGB [T, H, W, 3]; boxes_norm: [N, 4] normalized x1, y1, x2, y2.
     Returns (clip float32 [3, T, crop, crop], boxes float32 [M, 4] in crop pixels, kept int64 [M]
@@ -143,23 +214,23 @@ def train_transform(
     """
     height, width = frames.shape[1:3]
     boxes = boxes_to_pixels(boxes_norm, height, width)
-    size = int(round(rng.uniform(jitter_scales[0], jitter_scales[1])))
+    size = jitter_short_side(rng, jitter_scales[0], jitter_scales[1])
     frames, boxes = scale_short_side(frames, boxes, size)
     height, width = frames.shape[1:3]
     if height < crop_size or width < crop_size:
         raise ValueError(f"crop {crop_size} is larger than the scaled clip {width}x{height}")
-    x0 = int(rng.integers(0, width - crop_size + 1))
-    y0 = int(rng.integers(0, height - crop_size + 1))
+    x0, y0 = random_crop_offsets(rng, height, width, crop_size)
     frames, boxes = crop(frames, boxes, x0, y0, crop_size)
     if flip and rng.random() < 0.5:
         frames, boxes = horizontal_flip(frames, boxes)
-    boxes = clip_boxes(boxes, crop_size, crop_size, convention="last_pixel")
+    boxes = clip_to_last_pixel(boxes, crop_size, crop_size)
     kept = _nonempty(boxes)
     clip = to_chw_float(frames)
-    if use_color_jitter:
-        clip = color_jitter(clip, rng)
-    clip = normalize(clip, mean, std, bgr)
-    return clip, torch.from_numpy(boxes[kept]), kept
+    if use_color_augmentation:
+        if not pca_jitter_only:
+            clip = color_jitter(clip, rng)
+        clip = pca_lighting(clip, rng)
+    return normalize(clip, mean, std, bgr), torch.from_numpy(boxes[kept].astype(np.float32)), kept
 
 
 def test_transform(
@@ -174,10 +245,12 @@ def test_transform(
     """Test-time preprocessing: short side to `short_side`, no crop, no flip.
 
     frames: uint8 RGB [T, H, W, 3]; boxes_norm: [N, 4] normalized. Returns (clip float32
-    [3, T, H', W'], boxes float32 [N, 4] in H' x W' pixels, clipped). No box is dropped.
+    [3, T, H', W'] with (H', W') = `short_side_size`, boxes float32 [N, 4] in H' x W' pixels,
+    clipped). No box is dropped.
     """
     height, width = frames.shape[1:3]
     boxes = boxes_to_pixels(boxes_norm, height, width)
     frames, boxes = scale_short_side(frames, boxes, short_side)
-    boxes = clip_boxes(boxes, *frames.shape[1:3], convention="last_pixel")
-    return normalize(to_chw_float(frames), mean, std, bgr), torch.from_numpy(boxes)
+    boxes = clip_to_last_pixel(boxes, *frames.shape[1:3])
+    clip = normalize(to_chw_float(frames), mean, std, bgr)
+    return clip, torch.from_numpy(boxes.astype(np.float32))
