@@ -8,8 +8,8 @@ What is compared, and why it is well-defined:
   Dropout is 0 and BN is frozen, because dropout masks and batch statistics depend on how the
   batch is split. After 2 epochs (2 SGD steps with momentum) every weight must match to float32
   tolerance, and enough of them must have moved for that to mean something.
-- Testing: 3 processes with TEST.BATCH_SIZE 1 on 2 val keyframes, so the DistributedSampler
-  pads with a repeated keyframe; after gathering, every (keyframe, box, action) must appear
+- Testing: 3 processes with TEST.BATCH_SIZE 1 on 2 val keyframes, so the third process gets
+  the last keyframe again; after gathering, every (keyframe, box, action) must appear
   exactly once, with the single process's scores and mAP.
 """
 
