@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         # The synthetic frames are 4:3 and the test transform scales the short side to `size`.
         flops = flops_by_part(cfg, size, size * 4 // 3)
         results[name] = {
-            "mAP": result["mAP"],
-            "per_class": result["per_class"],
+            "mAP": result["official"]["mAP"],
+            "per_class": result["official"]["per_class"],
             "train_seconds": seconds,
             "epochs": cfg.SOLVER.MAX_EPOCH,
             "gflops": flops,

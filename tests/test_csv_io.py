@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -206,3 +208,62 @@ def test_iter_ava_csv_integral_floats_later_are_read_once(tmp_path):
     joined = pd.concat(pieces)
     assert joined.index.tolist() == [0, 1, 2, 3]
     assert joined["timestamp"].tolist() == [902, 902, 902, 903]
+
+
+def test_official_box_check_keeps_what_the_official_evaluator_scores_and_warns_once(
+    tmp_path, caplog
+):
+    rows = [
+        DETECTION_ROW,
+        "vid_a,0902,0.4,0.2,0.3,0.4,12,0.5",  # x1 > x2
+        "vid_a,0902,0.1,0.5,0.3,0.4,12,0.5",  # y1 > y2
+        "vid_a,0902,-0.3,0.2,1.7,0.4,12,0.5",  # outside [0, 1]
+        "vid_a,0902,0.1,0.2,0.3,480,12,0.5",  # pixels, not normalized: scored all the same
+        DETECTION_ROW,
+    ]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="detection.ava.csv_io"):
+        frame = read_ava_csv(path, kind="detections", box_check="official")
+    assert frame.loc[1, ["x1", "y1", "x2", "y2"]].tolist() == [0.4, 0.2, 0.3, 0.4]
+    assert frame.loc[4, "y2"] == 480.0 and len(frame) == 6
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert f"{path}: 4 rows have a box" in message
+    assert "line 2: (0.4, 0.2, 0.3, 0.4); line 3: (0.1, 0.5, 0.3, 0.4); line 4:" in message
+    assert "line 5" not in message  # the first three only
+
+
+def test_official_box_check_still_refuses_malformed_rows(tmp_path):
+    for line, message in [
+        ("vid_a,0902,0.1,0.2,inf,0.4,12,0.5", "is not finite"),
+        ("vid_a,0902,0.1,abc,0.3,0.4,12,0.5", "y1 'abc' is not a number"),
+        ("vid_a,0902,0.1,0.2,0.3,0.4,12", "expected 8 comma-separated fields, got 7"),
+    ]:
+        path = write(tmp_path, f"{DETECTION_ROW}\n{line}\n")
+        with pytest.raises(AvaCsvError, match=f"file.csv:2: .*{message}"):
+            read_ava_csv(path, kind="detections", box_check="official")
+
+
+def test_official_box_check_on_groundtruth_refuses_only_inverted_boxes(tmp_path, caplog):
+    # The official evaluator stops on an inverted ground-truth box (its BoxList check) but
+    # scores one outside [0, 1].
+    path = write(tmp_path, "vid_a,0902,0.1,0.2,1.3,0.4,12,3\nvid_a,0902,0.1,0.2,1.3,0.4,,\n")
+    frame = read_ava_csv(path, kind="groundtruth", box_check="official")
+    assert frame["x2"].tolist() == [1.3, 1.3]
+    assert "2 rows have a box" in caplog.text
+    path = write(tmp_path, "vid_a,0902,0.1,0.2,0.3,0.4,12,3\nvid_a,0902,0.5,0.2,0.3,0.4,12,4\n")
+    with pytest.raises(AvaCsvError, match="file.csv:2: x1 = 0.5 > x2 = 0.3"):
+        read_ava_csv(path, kind="groundtruth", box_check="official")
+
+
+def test_iter_ava_csv_official_box_check_warns_once_over_all_pieces(tmp_path, caplog):
+    inverted = "vid_a,0902,0.4,0.2,0.3,0.4,12,0.5"
+    rows = [DETECTION_ROW, inverted, DETECTION_ROW, DETECTION_ROW, inverted, inverted]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="detection.ava.csv_io"):
+        pieces = list(iter_ava_csv(path, kind="detections", chunk_rows=2, box_check="official"))
+    assert [len(p) for p in pieces] == [2, 2, 2]
+    assert len(caplog.records) == 1
+    assert "3 rows have a box" in caplog.records[0].getMessage()
+    assert "line 2: " in caplog.records[0].getMessage()
+    assert "line 5: " in caplog.records[0].getMessage()

@@ -114,4 +114,4 @@ def test_two_gloo_processes_train_and_test_like_one(synthetic_ava, tmp_path):
 
 
 def _map(out: Path) -> float:
-    return json.loads((out / "metrics.json").read_text())["mAP"]
+    return json.loads((out / "metrics.json").read_text())["official"]["mAP"]

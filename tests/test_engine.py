@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -271,3 +272,57 @@ def test_tools_report_a_bad_config_key_in_one_line(tool):
     )
     assert proc.returncode == 2
     assert "MODEL.NUM_CLASS" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluation_writes_and_logs_both_protocols(synthetic_ava, tmp_path):
+    """metrics.json, the "eval" record and the TensorBoard scalars hold the official and the
+    PySlowFast frame-mAP, each what `evaluate` gives on the written detections.csv."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from detection.config import load_config
+    from detection.data.dataset import build_loader
+    from detection.engine.metrics_log import MetricsLogger
+    from detection.engine.tester import (
+        DETECTIONS_FILE,
+        METRICS_FILE,
+        annotation_file,
+        evaluate_model,
+    )
+    from detection.evaluation.frame_map import evaluate
+    from detection.models import build_model
+
+    cfg = load_config(
+        str(ROOT / "configs/synthetic/SLOWFAST_TINY.yaml"),
+        ["DATA.PATH_TO_DATA_DIR", str(synthetic_ava.root), "OUTPUT_DIR", str(tmp_path)]
+        + ["DEVICE", "cpu", "DATA.TEST_CROP_SIZE", "64", "DATA_LOADER.NUM_WORKERS", "0"],
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    loader = build_loader(cfg, "test", distributed=False, shuffle=False)
+    log = MetricsLogger(tmp_path)
+    try:
+        summary = evaluate_model(cfg, model, loader, torch.device("cpu"), log=log, epoch=0)
+    finally:
+        log.close()
+
+    metrics = json.loads((tmp_path / METRICS_FILE).read_text())
+    assert metrics == summary
+    assert list(metrics) == ["official", "pyslowfast"]
+    for protocol, saved in metrics.items():
+        result = evaluate(
+            annotation_file(cfg, cfg.AVA.LABEL_MAP_FILE),
+            annotation_file(cfg, cfg.AVA.GROUNDTRUTH_FILE),
+            tmp_path / DETECTIONS_FILE,
+            annotation_file(cfg, cfg.AVA.EXCLUSION_FILE),
+            protocol=protocol,
+        )
+        assert result.per_class and saved == {"mAP": result.mAP, "per_class": result.per_class}
+    (record,) = [r for r in read_log(tmp_path) if r["event"] == "eval"]
+    assert record["epoch"] == 0
+    assert {k: record[k] for k in metrics} == metrics
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    for protocol in metrics:
+        (scalar,) = events.Scalars(f"eval/mAP_{protocol}")
+        assert scalar.step == 1
+        assert scalar.value == pytest.approx(metrics[protocol]["mAP"], rel=1e-6)

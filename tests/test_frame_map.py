@@ -1,14 +1,13 @@
-import importlib.util
 import json
+import logging
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from detection.ava.csv_io import read_ava_csv
+from detection.ava.csv_io import AvaCsvError, read_ava_csv
 from detection.ava.labelmap import LabelMap
 from detection.evaluation import frame_map
 from detection.evaluation.frame_map import average_precision, evaluate
@@ -47,12 +46,10 @@ def run(tmp_path, gt_rows, det_rows, **kwargs):
 
 
 def load_reference():
-    """The per-frame loop reference that follows the official code (benchmarks/eval_speed.py)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks/eval_speed.py"
-    spec = importlib.util.spec_from_file_location("eval_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The per-frame loop reference of the official code (tests/reference_frame_map.py)."""
+    import reference_frame_map
+
+    return reference_frame_map
 
 
 def test_iou_exactly_half_is_a_match_and_just_below_is_not(tmp_path):
@@ -114,14 +111,22 @@ def test_classes_without_groundtruth_are_left_out_and_other_classes_dropped(tmp_
     assert result.num_detections == {"sit": 1, "stand": 1}
     path = tmp_path / "out" / "result.json"
     result.to_json(path)
-    assert json.loads(path.read_text()) == {"mAP": 1.0, "per_class": {"stand": 1.0}}
+    assert json.loads(path.read_text()) == {
+        "protocol": "official",
+        "mAP": 1.0,
+        "per_class": {"stand": 1.0},
+    }
 
 
 def test_no_groundtruth_at_all_gives_nan_written_as_json_null(tmp_path):
     result = run(tmp_path, [], [("v", 902, FULL, 12, 0.9)])
     assert math.isnan(result.mAP)
     result.to_json(tmp_path / "result.json")
-    assert json.loads((tmp_path / "result.json").read_text()) == {"mAP": None, "per_class": {}}
+    assert json.loads((tmp_path / "result.json").read_text()) == {
+        "protocol": "official",
+        "mAP": None,
+        "per_class": {},
+    }
 
 
 def test_cap_keeps_the_50_best_per_frame(tmp_path):
@@ -332,6 +337,7 @@ def test_eval_ava_cli_prints_table_and_writes_json_and_plot(tmp_path, project_ro
     assert "| stand | 1.0000 | PERSON_MOVEMENT | 12 | 1 | 1 | 1 |" in completed.stdout
     assert "PERSON_MOVEMENT: 1.000000" in completed.stdout
     assert json.loads((out / "result.json").read_text()) == {
+        "protocol": "official",
         "mAP": 1.0,
         "per_class": {"sit": 1.0, "stand": 1.0},
     }
@@ -359,8 +365,8 @@ def test_detections_read_in_pieces_give_the_same_result(tmp_path, monkeypatch):
     pieces = []
     original = frame_map.iter_ava_csv
 
-    def small_pieces(path, *, kind):
-        for piece in original(path, kind=kind, chunk_rows=37):
+    def small_pieces(path, *, kind, box_check):
+        for piece in original(path, kind=kind, chunk_rows=37, box_check=box_check):
             pieces.append(len(piece))
             yield piece
 
@@ -368,3 +374,85 @@ def test_detections_read_in_pieces_give_the_same_result(tmp_path, monkeypatch):
     by_pieces = evaluate(reference.EVAL_LABELMAP, gt, det, excluded)
     assert len(pieces) > 10
     assert by_pieces.per_class == whole.per_class and by_pieces.mAP == whole.mAP
+
+
+def test_box_outside_the_unit_square_uses_the_official_iou_unclipped(tmp_path, caplog):
+    # The detection spans x in [-1.2, 1]: intersection 1, union 2.2 + 1 - 1 = 2.2, IoU 0.45 < 0.5,
+    # a false positive (clipped to [0, 1] it would be the box itself). At x1 = -1 the union is 2
+    # and the IoU exactly 0.5: a match.
+    gt = [("v", 902, FULL, 12)]
+    assert run(tmp_path, gt, [("v", 902, (-1.2, 0.0, 1.0, 1.0), 12, 0.9)]).per_class == {
+        "stand": 0.0
+    }
+    assert run(tmp_path, gt, [("v", 902, (-1.0, 0.0, 1.0, 1.0), 12, 0.9)]).per_class == {
+        "stand": 1.0
+    }
+    assert "1 rows have a box that is inverted (x1 > x2 or y1 > y2) or outside" in caplog.text
+
+
+def test_inverted_detection_takes_a_place_under_the_cap_then_is_dropped(tmp_path):
+    # 49 "sit" rows at 0.9, an inverted "stand" row at 0.8, the correct "stand" row at 0.1: the
+    # official heap keeps the first 50, then drops the inverted box: "stand" gets AP 0 with no
+    # detection counted, and the correct row is the one dropped by the cap.
+    gt = [("v", 902, FULL, 12)]
+    det = [("v", 902, (0.0, 0.0, 0.01 * (i + 1), 1.0), 11, 0.9) for i in range(49)]
+    det += [("v", 902, (0.0, 1.0, 1.0, 0.0), 12, 0.8), ("v", 902, FULL, 12, 0.1)]
+    result = run(tmp_path, gt, det)
+    assert result.per_class["stand"] == 0.0
+    assert result.num_detections["stand"] == 0 and result.num_dropped_by_cap == 1
+
+
+def test_strict_refuses_what_the_official_evaluator_would_score(tmp_path):
+    gt = [("v", 902, FULL, 12)]
+    det = [("v", 902, FULL, 12, 0.9), ("v", 902, (0.0, 0.0, 1.0, 1.2), 12, 0.8)]
+    with pytest.raises(AvaCsvError, match=r"det.csv:2: box .* is outside \[0, 1\]"):
+        run(tmp_path, gt, det, strict=True)
+    assert run(tmp_path, gt, det).num_detections["stand"] == 2
+
+
+@pytest.mark.parametrize("seed", [20, 21])
+def test_matches_the_official_reference_with_inverted_and_out_of_range_boxes(
+    tmp_path, caplog, seed
+):
+    """Rows the strict reader refuses but the official evaluator scores: inverted detection
+    boxes (they still take places under the cap) and coordinates outside [0, 1] on both sides."""
+    reference = load_reference()
+    gt, det, excluded = reference.generate_ava_like(
+        tmp_path,
+        num_videos=3,
+        frames_per_video=30,
+        persons_per_frame=2.0,
+        classes_per_box=30,
+        seed=seed,
+    )
+    rng = np.random.default_rng(seed)
+
+    def distort(path, inverted, outside):
+        rows = []
+        for line in path.read_text().splitlines():
+            fields = line.split(",")
+            box = [float(v) for v in fields[2:6]]
+            roll = rng.random()
+            if roll < inverted:
+                box[1], box[3] = box[3], box[1]
+            elif roll < inverted + outside:
+                box = [box[0] - 0.2, box[1] - 0.05, box[2] + 0.3, box[3] + 0.1]
+            fields[2:6] = [f"{v:.3f}" for v in box]
+            rows.append(",".join(fields))
+        path.write_text("\n".join(rows) + "\n")
+        return len(rows)
+
+    distort(det, inverted=0.05, outside=0.05)
+    distort(gt, inverted=0.0, outside=0.1)
+    labelmap = reference.EVAL_LABELMAP
+    with caplog.at_level(logging.WARNING):
+        ours = evaluate(labelmap, gt, det, excluded)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # one per file
+    assert all("rows have a box" in r.getMessage() for r in warnings)
+    ref_map, ref_per_class = reference.reference_evaluate(labelmap, gt, det, excluded)
+    ours_by_id = {ours.class_ids[name]: ap for name, ap in ours.per_class.items()}
+    assert ours_by_id.keys() == ref_per_class.keys()
+    for action_id, ap in ref_per_class.items():
+        assert ours_by_id[action_id] == pytest.approx(ap, abs=1e-12), action_id
+    assert ours.mAP == pytest.approx(ref_map, abs=1e-12)

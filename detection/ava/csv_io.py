@@ -15,14 +15,23 @@ coordinates are normalized to [0, 1] with (x1, y1) the top-left corner. Coordina
 as written, because the official evaluator does not clip either. Integer fields written as
 integral floats (``0902.0``, ``12.0``) are accepted, although the official reader's ``int()``
 rejects them.
+
+Box rules (`BoxCheck`). ``"strict"`` (the default) rejects a box outside [0, 1] (beyond the
+tolerance) or inverted (x1 > x2 or y1 > y2). ``"official"`` accepts every row the official
+ActivityNet evaluator scores: any finite coordinates, and inverted boxes in detections and boxes
+files (the evaluator drops them after its per-frame cap); such rows are kept as written and
+reported by one ``logging.warning`` per file with their count and first lines. An inverted
+ground-truth box stays an error there too: the official evaluator stops with a ValueError on it
+as soon as a detection of its class is on its frame.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,6 +40,9 @@ from detection.errors import UserError
 from detection.utils.atomic import atomic_write
 
 Kind = Literal["groundtruth", "detections", "boxes"]
+BoxCheck = Literal["strict", "official"]
+
+logger = logging.getLogger(__name__)
 
 BOX_TOLERANCE = 1e-3
 """How far outside [0, 1] a normalized coordinate may lie before the row is rejected."""
@@ -45,6 +57,8 @@ _COLUMN_COUNTS: dict[str, tuple[int, ...]] = {
 _LAST_COLUMN = {"detections": "score", "groundtruth": "person_id", "boxes": "score"}
 _NUMERIC_COLUMNS = ["timestamp", *BOX_COLUMNS, "action_id"]
 _EXTRA = "_extra"
+_BOX_CHECKS = ("strict", "official")
+_LINES_IN_WARNING = 3
 
 
 class AvaCsvError(UserError, ValueError):
@@ -52,7 +66,7 @@ class AvaCsvError(UserError, ValueError):
     expected."""
 
 
-def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
+def read_ava_csv(path: str | Path, *, kind: Kind, box_check: BoxCheck = "strict") -> pd.DataFrame:
     """Read an AVA CSV file and validate every row.
 
     Returns a DataFrame with one row per file row, in file order: ``video_id`` (str),
@@ -63,10 +77,24 @@ def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
 
     Raises `AvaCsvError` at the first malformed row: wrong column count, empty line, a
     timestamp, action id or person id that is not a non-negative integer, a missing value, a
-    coordinate outside [0, 1] (beyond `BOX_TOLERANCE`), x1 > x2 or y1 > y2, a non-finite score.
+    non-finite coordinate or score, and under ``box_check="strict"`` a coordinate outside
+    [0, 1] (beyond `BOX_TOLERANCE`), x1 > x2 or y1 > y2 (see the module's "Box rules" for
+    ``"official"``, which keeps those rows and warns once).
     """
+    frame = _read_checked(path, kind, box_check)
+    if box_check == "official":
+        warnings = _BoxWarnings()
+        warnings.add(frame, kind)
+        warnings.emit(Path(path))
+    return frame
+
+
+def _read_checked(path: str | Path, kind: Kind, box_check: BoxCheck) -> pd.DataFrame:
+    """`read_ava_csv` without its warning."""
     if kind not in _COLUMN_COUNTS:
         raise ValueError(f"kind must be one of {sorted(_COLUMN_COUNTS)}, got {kind!r}")
+    if box_check not in _BOX_CHECKS:
+        raise ValueError(f"box_check must be one of {list(_BOX_CHECKS)}, got {box_check!r}")
     path = Path(path)
     last = _LAST_COLUMN[kind]
     names = ["video_id", *_NUMERIC_COLUMNS, last]
@@ -94,7 +122,7 @@ def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
     except OSError as e:
         raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
     except ValueError:
-        if data is not None:
+        if isinstance(source, io.BytesIO):
             source.seek(0)
         try:
             frame = _parse(source, names, integers=False)
@@ -102,7 +130,7 @@ def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
             data = _read_bytes(path) if data is None else data
             _check_column_counts(data, path, allowed)
             raise _first_non_numeric(data, path, names) from None
-    problem = _first_problem(frame, kind)
+    problem = _first_problem(frame, kind, box_check)
     if problem is not None:
         _check_column_counts(_read_bytes(path) if data is None else data, path, allowed)
         row, message = problem
@@ -115,33 +143,39 @@ def read_ava_csv(path: str | Path, *, kind: Kind) -> pd.DataFrame:
     return frame
 
 
-def _parse(
-    source: io.BytesIO | Path, names: list[str], *, integers: bool, chunk_rows: int | None = None
-) -> pd.DataFrame:
+def _parse(source: io.BytesIO | Path, names: list[str], *, integers: bool) -> pd.DataFrame:
     """pandas' C parser with our column names plus `_EXTRA`, which catches rows with one field
     too many (more make pandas raise). Only "" counts as missing, so a video id such as "NA"
-    stays a string. With `chunk_rows`, an iterator of frames."""
-    dtypes: dict[str, object] = {name: np.float64 for name in [*names[1:], _EXTRA]}
+    stays a string."""
+    return pd.read_csv(source, **_parser_options(names, integers))
+
+
+def _parse_pieces(path: Path, names: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """`_parse` (integer columns as integers) in pieces of `chunk_rows` rows."""
+    with pd.read_csv(path, chunksize=chunk_rows, **_parser_options(names, True)) as reader:
+        yield from reader
+
+
+def _parser_options(names: list[str], integers: bool) -> dict[str, Any]:
+    dtypes: dict[str, Any] = {name: np.float64 for name in [*names[1:], _EXTRA]}
     dtypes["video_id"] = str
     if integers:
         dtypes.update(
             {name: np.int64 for name in ("timestamp", "action_id", "person_id") if name in names}
         )
-    return pd.read_csv(
-        source,
-        header=None,
-        names=[*names, _EXTRA],
-        dtype=dtypes,
-        keep_default_na=False,
-        na_values=[""],
-        skip_blank_lines=False,
-        engine="c",
-        chunksize=chunk_rows,
-    )
+    return {
+        "header": None,
+        "names": [*names, _EXTRA],
+        "dtype": dtypes,
+        "keep_default_na": False,
+        "na_values": [""],
+        "skip_blank_lines": False,
+        "engine": "c",
+    }
 
 
 def iter_ava_csv(
-    path: str | Path, *, kind: Kind, chunk_rows: int = 1_000_000
+    path: str | Path, *, kind: Kind, chunk_rows: int = 1_000_000, box_check: BoxCheck = "strict"
 ) -> Iterator[pd.DataFrame]:
     """`read_ava_csv` in pieces of at most `chunk_rows` rows (index = 0-based file row), for
     files too large to hold as one frame with a Python string per video id.
@@ -149,29 +183,83 @@ def iter_ava_csv(
     Every piece is checked as `read_ava_csv` checks a whole file. A malformed row raises the
     same `AvaCsvError` (found by reading the file whole, so the message is exact), possibly
     after earlier pieces were handed out. Files with optional columns (ground truth, boxes)
-    come whole, as one piece.
+    come whole, as one piece. With ``box_check="official"`` the warning comes once, after the
+    last piece.
     """
     path = Path(path)
-    names = ["video_id", *_NUMERIC_COLUMNS, _LAST_COLUMN[kind]]
     if len(_COLUMN_COUNTS.get(kind, ())) != 1:
-        yield read_ava_csv(path, kind=kind)
+        yield read_ava_csv(path, kind=kind, box_check=box_check)
         return
+    names = ["video_id", *_NUMERIC_COLUMNS, _LAST_COLUMN[kind]]
+    if box_check not in _BOX_CHECKS:
+        raise ValueError(f"box_check must be one of {list(_BOX_CHECKS)}, got {box_check!r}")
+    warnings = _BoxWarnings()
     rows_done = 0
+    finished = False
     try:
-        for piece in _parse(path, names, integers=True, chunk_rows=chunk_rows):
-            if _first_problem(piece, kind) is not None:
+        for piece in _parse_pieces(path, names, chunk_rows):
+            if _first_problem(piece, kind, box_check) is not None:
                 break
-            yield piece.drop(columns=_EXTRA)
+            piece = piece.drop(columns=_EXTRA)
+            if box_check == "official":
+                warnings.add(piece, kind)
+            yield piece
             rows_done += len(piece)
         else:
-            return
+            finished = True
     except pd.errors.EmptyDataError:
-        return
+        finished = True
     except ValueError:
         pass
-    # The fast piecewise parse failed: the whole-file reader raises the exact error, or, for
-    # integral floats such as "0902.0" that only it accepts, reads the rest.
-    yield read_ava_csv(path, kind=kind).iloc[rows_done:]
+    if not finished:
+        # The fast piecewise parse failed: the whole-file reader raises the exact error, or,
+        # for integral floats such as "0902.0" that only it accepts, reads the rest.
+        rest = _read_checked(path, kind, box_check).iloc[rows_done:]
+        if box_check == "official":
+            warnings.add(rest, kind)
+        yield rest
+    warnings.emit(path)
+
+
+class _BoxWarnings:
+    """Counts the rows that only ``box_check="official"`` accepts and keeps the first few, to
+    report them in one warning per file."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lines: list[str] = []
+
+    def add(self, frame: pd.DataFrame, kind: Kind) -> None:
+        """`frame`: rows as read (index = 0-based file row)."""
+        rows = np.flatnonzero(_unnormalized_rows(frame, kind))
+        self.count += len(rows)
+        for row in rows[: _LINES_IN_WARNING - len(self.lines)].tolist():
+            x1, y1, x2, y2 = frame[BOX_COLUMNS].iloc[row].tolist()
+            self.lines.append(f"line {int(frame.index[row]) + 1}: ({x1}, {y1}, {x2}, {y2})")
+
+    def emit(self, path: Path) -> None:
+        if self.count:
+            logger.warning(
+                "%s: %d rows have a box that is inverted (x1 > x2 or y1 > y2) or outside "
+                "[0, 1]; they are scored as the official evaluator scores them (inverted "
+                "detection boxes dropped after the per-frame cap, coordinates as written); "
+                "first: %s",
+                path,
+                self.count,
+                "; ".join(self.lines),
+            )
+
+
+def _unnormalized_rows(frame: pd.DataFrame, kind: Kind) -> np.ndarray:
+    """[N] bool: rows whose box breaks a rule that only ``box_check="strict"`` enforces."""
+    x1, y1, x2, y2 = (frame[c].to_numpy() for c in BOX_COLUMNS)
+    with np.errstate(invalid="ignore"):
+        low = np.minimum(np.minimum(x1, y1), np.minimum(x2, y2))
+        high = np.maximum(np.maximum(x1, y1), np.maximum(x2, y2))
+        unusual = (low < -BOX_TOLERANCE) | (high > 1 + BOX_TOLERANCE)
+        if kind != "groundtruth":
+            unusual |= (x1 > x2) | (y1 > y2)
+    return unusual
 
 
 def read_excluded_timestamps(path: str | Path) -> set[tuple[str, int]]:
@@ -220,15 +308,15 @@ def write_detections(
     """
     boxes = np.asarray(boxes, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
-    action_ids = np.asarray(action_ids, dtype=np.int64)
+    action_array = np.asarray(action_ids, dtype=np.int64)
     num_boxes = len(video_ids)
     if boxes.shape != (num_boxes, 4):
         raise ValueError(f"boxes must have shape [{num_boxes}, 4], got {list(boxes.shape)}")
     if len(timestamps) != num_boxes:
         raise ValueError(f"got {num_boxes} video ids but {len(timestamps)} timestamps")
-    if scores.shape != (num_boxes, len(action_ids)):
+    if scores.shape != (num_boxes, len(action_array)):
         raise ValueError(
-            f"scores must have shape [{num_boxes}, {len(action_ids)}], got {list(scores.shape)}"
+            f"scores must have shape [{num_boxes}, {len(action_array)}], got {list(scores.shape)}"
         )
     outside = (boxes < -BOX_TOLERANCE) | (boxes > 1 + BOX_TOLERANCE)
     if outside.any():
@@ -244,7 +332,7 @@ def write_detections(
             block = slice(start, start + _BOXES_PER_WRITE)
             f.write(
                 _detection_rows(
-                    video_ids[block], timestamps[block], boxes[block], scores[block], action_ids
+                    video_ids[block], timestamps[block], boxes[block], scores[block], action_array
                 )
             )
 
@@ -261,7 +349,7 @@ def _detection_rows(
 ) -> str:
     """CSV text for [K] boxes x [C] classes, box by box."""
     actions = [f",{a}," for a in action_ids.tolist()]
-    lines = []
+    lines: list[str] = []
     for video, timestamp, (x1, y1, x2, y2), box_scores in zip(
         video_ids, timestamps, boxes.tolist(), scores.tolist(), strict=True
     ):
@@ -332,7 +420,9 @@ def _first_non_numeric(data: bytes, path: Path, names: list[str]) -> AvaCsvError
     return AvaCsvError(f"{path}:{row + 1}: {name} {value!r} is not a number")
 
 
-def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
+def _first_problem(
+    frame: pd.DataFrame, kind: Kind, box_check: BoxCheck = "strict"
+) -> tuple[int, str] | None:
     """The first (lowest) row that breaks a rule, with what is wrong, or None."""
     problems: list[tuple[int, str]] = []
 
@@ -340,7 +430,7 @@ def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
         rows = np.flatnonzero(bad)
         if rows.size:
             row = int(rows[0])
-            problems.append((row, message.format(**{k: frame[k].iloc[row] for k in frame})))
+            problems.append((row, message.format(**{str(k): frame[k].iloc[row] for k in frame})))
 
     check(frame[_EXTRA].notna().to_numpy(), "too many fields")
     check(frame["video_id"].isna().to_numpy(), "empty video id")
@@ -363,12 +453,18 @@ def _first_problem(frame: pd.DataFrame, kind: Kind) -> tuple[int, str] | None:
         # min/max over the box first: two comparisons per row instead of eight.
         low = np.minimum(np.minimum(x1, y1), np.minimum(x2, y2))
         high = np.maximum(np.maximum(x1, y1), np.maximum(x2, y2))
-        check(
-            (low < -BOX_TOLERANCE) | (high > 1 + BOX_TOLERANCE),
-            "box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]: coordinates must be normalized",
-        )
-        check(x1 > x2, "x1 = {x1} > x2 = {x2}")
-        check(y1 > y2, "y1 = {y1} > y2 = {y2}")
+        if box_check == "strict":
+            check(
+                (low < -BOX_TOLERANCE) | (high > 1 + BOX_TOLERANCE),
+                "box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]: coordinates must be normalized",
+            )
+        else:
+            check(np.isinf(low) | np.isinf(high), "box ({x1}, {y1}, {x2}, {y2}) is not finite")
+        if box_check == "strict" or kind == "groundtruth":
+            # The official evaluator scores inverted detection boxes (it drops them) but
+            # stops on an inverted ground-truth box.
+            check(x1 > x2, "x1 = {x1} > x2 = {x2}")
+            check(y1 > y2, "y1 = {y1} > y2 = {y2}")
 
     action = frame["action_id"].to_numpy()
     if kind == "detections":

@@ -2,8 +2,9 @@
 
 `OUTPUT_DIR/log.jsonl` gets one JSON object per line, each with an "event" field:
 "train" (epoch, iter, step, loss, lr, sec_per_iter), "epoch" (epoch, loss, seconds),
-"resume" (checkpoint, start_epoch), "eval" (epoch, mAP) and "done". TensorBoard scalars go to
-`OUTPUT_DIR/tensorboard` under train/loss, train/lr and eval/mAP.
+"resume" (checkpoint, start_epoch), "eval" (epoch, official, pyslowfast: each {"mAP",
+"per_class"}) and "done". TensorBoard scalars go to `OUTPUT_DIR/tensorboard` under train/loss,
+train/lr, eval/mAP_official and eval/mAP_pyslowfast.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The test loop: score every keyframe box, gather over ranks, write the AVA CSV, run frame-mAP.
 
 Outputs in OUTPUT_DIR (rank 0 only): `detections.csv` (official AVA detections format, one row
-per box and action) and `metrics.json` ({"mAP", "per_class"} from
-`detection.evaluation.frame_map`).
+per box and action) and `metrics.json`: frame-mAP under both protocols of
+`detection.evaluation.frame_map`, ``{"official": {"mAP", "per_class"}, "pyslowfast": {"mAP",
+"per_class"}}``, both computed from detections.csv, so that ``tools/eval_ava.py --protocol P``
+on that file gives the same numbers.
 """
 
 from __future__ import annotations
@@ -137,10 +139,13 @@ def evaluate_model(
 ) -> dict:
     """Score the test split on every rank, then on rank 0 write the CSV and the metrics.
 
-    Every rank returns the same {"mAP": float, "per_class": {name: AP}}.
+    Every rank returns the same {protocol: {"mAP": float | None, "per_class": {name: AP}}}
+    for the protocols "official" and "pyslowfast" (the layout of metrics.json). Rank 0 also
+    logs an "eval" record with both and the TensorBoard scalars eval/mAP_official and
+    eval/mAP_pyslowfast.
     """
     from detection.ava.csv_io import write_detections
-    from detection.evaluation.frame_map import evaluate as frame_map
+    from detection.evaluation.frame_map import evaluate_protocols, write_results_json
 
     local = predict(model, loader, device, dtype)
     gathered = du.all_gather_objects(local)
@@ -159,19 +164,24 @@ def evaluate_model(
             list(range(1, num_classes + 1)),
         )
         excluded = annotation_file(cfg, cfg.AVA.EXCLUSION_FILE) if cfg.AVA.EXCLUSION_FILE else None
-        result = frame_map(
+        results = evaluate_protocols(
             annotation_file(cfg, cfg.AVA.LABEL_MAP_FILE),
             annotation_file(cfg, cfg.AVA.GROUNDTRUTH_FILE),
             out / DETECTIONS_FILE,
             excluded,
         )
-        result.to_json(out / METRICS_FILE)
-        summary = {"mAP": float(result.mAP), "per_class": dict(result.per_class)}
-        logger.info("frame-mAP %.4f on %d boxes", summary["mAP"], len(preds.video_ids))
+        write_results_json(out / METRICS_FILE, results)
+        summary = {name: r.summary() for name, r in results.items()}
+        logger.info(
+            "frame-mAP on %d boxes: %s",
+            len(preds.video_ids),
+            ", ".join(f"{r.mAP:.4f} ({name} protocol)" for name, r in results.items()),
+        )
         if log is not None:
-            log.record("eval", epoch=epoch, mAP=summary["mAP"], per_class=summary["per_class"])
+            log.record("eval", epoch=epoch, **summary)
             if epoch is not None:
-                log.scalar("eval/mAP", summary["mAP"], epoch + 1)
+                for name, r in results.items():
+                    log.scalar(f"eval/mAP_{name}", r.mAP, epoch + 1)
     return du.broadcast_object(summary)
 
 
@@ -192,7 +202,8 @@ def weights_to_test(cfg: CfgNode) -> str:
 
 def evaluate_checkpoint(cfg: CfgNode) -> dict:
     """Load the weights (see `weights_to_test`) and evaluate the test split; alone or under
-    torchrun. Writes OUTPUT_DIR/detections.csv and OUTPUT_DIR/metrics.json."""
+    torchrun. Writes OUTPUT_DIR/detections.csv and OUTPUT_DIR/metrics.json; returns what
+    `evaluate_model` returns."""
     from detection.checkpoint import load_checkpoint
     from detection.data.dataset import build_loader
     from detection.models import build_model

@@ -201,7 +201,9 @@ def train(cfg: CfgNode) -> dict | None:
 
     Evaluates the test split every TRAIN.EVAL_PERIOD epochs and, when TEST.ENABLE, after the
     last epoch (writing OUTPUT_DIR/detections.csv and OUTPUT_DIR/metrics.json).
-    Works alone or under torchrun. Returns the last evaluation's {"mAP", "per_class"}, or None.
+    Works alone or under torchrun. Returns the last evaluation's
+    {"official": {"mAP", "per_class"}, "pyslowfast": {"mAP", "per_class"}}
+    (`tester.evaluate_model`), or None.
     """
     device = resolve_device(cfg.DEVICE, set_current=True)
     du.init_distributed(device)
@@ -223,7 +225,7 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
     Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     # Same initial weights on every rank and in every run (DDP also broadcasts rank 0's).
     seed_everything(cfg.RNG_SEED)
-    model = build_model(cfg).to(device)
+    model: nn.Module = build_model(cfg).to(device)
     if cfg.BN.FREEZE:
         freeze_batchnorm(model)
     dtype = amp_dtype(cfg, device)

@@ -1,17 +1,22 @@
-"""Frame-mAP for AVA: the official ActivityNet protocol (``get_ava_performance.py``), vectorized.
+"""Frame-mAP for AVA under two protocols, vectorized: the official ActivityNet evaluator
+(``get_ava_performance.py``, protocol "official") and PySlowFast's in-memory evaluation
+(``slowfast/utils/ava_eval_helper.py`` ``evaluate_ava``, protocol "pyslowfast"), which gives the
+numbers of PySlowFast's model zoo. Both share the matching and the AP; they differ in the cap per
+frame and in the order in which a frame's detections and boxes are taken.
 
-The protocol, step by step as the official evaluator runs it:
+The official protocol, step by step as the official evaluator runs it:
 
 1. Only rows whose action id is in the label map are read (60 classes for AVA's evaluation map).
 2. A frame is the pair (video_id, timestamp). Per frame, detections are capped at the 50 highest
    scoring (score, action, box) entries: the official reader keeps a min-heap of 50 per frame and
    lets a new row in only when its score is strictly greater than the smallest kept score.
 3. Frames listed in the excluded-timestamps file are removed from both sides.
-4. Detections with an empty box (x1 >= x2 or y1 >= y2) are dropped.
+4. Detections with an empty or inverted box (x1 >= x2 or y1 >= y2) are dropped, after the cap
+   (they may take a place in it).
 5. Per frame and class, detections are taken by descending score; each is matched to the
-   ground-truth box of its class and frame with the highest IoU (normalized coordinates, no +1;
-   the first such box on equal IoU). It is a true positive if that IoU >= 0.5 and that box is not
-   yet taken; otherwise a false positive, with no fall-back to the next best box.
+   ground-truth box of its class and frame with the highest IoU (coordinates as written, no +1,
+   no clipping; the first such box on equal IoU). It is a true positive if that IoU >= 0.5 and
+   that box is not yet taken; otherwise a false positive, with no fall-back to the next best box.
    Detections on a frame that has no ground truth at all are false positives in the official
    code (it evaluates them against an empty box list); `frames_without_groundtruth="ignore"` drops
    them instead.
@@ -20,21 +25,32 @@ The protocol, step by step as the official evaluator runs it:
    non-increasing from the right, summed over the recall steps). mAP is the mean over classes that
    have ground truth; a class with ground truth and no detections has AP 0.
 
+The PySlowFast protocol is the same except for steps 2 and 5 and the tie rule: no cap (all 60
+scores of every box are kept); a frame's detections are matched in the order they were appended,
+which is box by box and, per box, class by class as PySlowFast's ``get_ava_eval_data`` appends
+them, not by score (from a CSV: file order; ``write_detections`` writes PySlowFast's order); on
+equal IoU the first ground-truth box in file order is taken (its reader keeps file order and
+ignores the person id). Its per-class score arrays are concatenated frame by frame (frames in
+order of first appearance) in that appended order before the same unstable sort.
+
 Tie rule. The official ranking is ``np.argsort(scores)[::-1]`` with numpy's default (unstable)
 sort over the class's scores concatenated frame by frame, frames in the order they first appear
-in the detections file, each frame's detections by descending score. For equal scores that
-order is whatever numpy's sort returns for that array; it is not stable and changes with the
-numpy version and the CPU's SIMD sort (on this project's machine even 10 tied values come out
-unstable). We rebuild the same array in the same order and make the same call, so tied scores
-are ranked exactly as the official evaluator ranks them under the same numpy. Inside a frame,
-equal scores of one class keep the official reader's heap order: frames where that order (or
-the cap at 50) depends on a tie are replayed row by row with the official heap rule; every other
-frame is handled with array operations.
+in the detections file, each frame's detections by descending score (PySlowFast: in appended
+order). For equal scores that order is whatever numpy's sort returns for that array; it is not
+stable and changes with the numpy version and the CPU's SIMD sort (on this project's machine
+even 10 tied values come out unstable). We rebuild the same array in the same order and make the
+same call, so tied scores are ranked exactly as the reference code ranks them under the same
+numpy. Inside a frame, equal scores of one class keep the official reader's heap order: frames
+where that order (or the cap at 50) depends on a tie are replayed row by row with the official
+heap rule; every other frame is handled with array operations.
 
 On equal IoU the official code takes the first box in its frame's order: by descending person id
 (its reader takes the 8th column as a score, in ground truth too), equal person ids (or none) in
 its heap order. We use that order, replaying the heap for the frames where a detection's best
 IoU is shared by several boxes.
+
+Boxes outside [0, 1] and inverted detection boxes are scored as both reference evaluators score
+them (see `detection.ava.csv_io`, ``box_check="official"``) unless `strict` is set.
 """
 
 from __future__ import annotations
@@ -53,6 +69,7 @@ import pandas as pd
 from detection.ava.constants import MAX_DETECTIONS_PER_FRAME
 from detection.ava.csv_io import (
     BOX_COLUMNS,
+    BoxCheck,
     iter_ava_csv,
     read_ava_csv,
     read_excluded_timestamps,
@@ -64,6 +81,9 @@ from detection.utils.atomic import atomic_write
 IOU_THRESHOLD = 0.5
 
 FramesWithoutGroundtruth = Literal["false_positive", "ignore"]
+Protocol = Literal["official", "pyslowfast"]
+PROTOCOLS: tuple[Protocol, ...] = ("official", "pyslowfast")
+"""The protocols `evaluate` knows, the official one first."""
 
 
 @dataclass
@@ -74,6 +94,7 @@ class FrameMapResult:
 
     mAP: float  # noqa: N815 (the name users know)
     per_class: dict[str, float]
+    protocol: Protocol = "official"
     num_groundtruth: dict[str, int] = field(default_factory=dict)
     num_detections: dict[str, int] = field(default_factory=dict)
     num_true_positives: dict[str, int] = field(default_factory=dict)
@@ -86,18 +107,33 @@ class FrameMapResult:
     """Detections (after the cap) on frames with no ground truth."""
 
     def to_dict(self) -> dict[str, object]:
-        """``{"mAP": float, "per_class": {name: ap}}``, the JSON written by `to_json`."""
-        return {"mAP": self.mAP, "per_class": dict(self.per_class)}
+        """``{"protocol": str, "mAP": float | None, "per_class": {name: ap}}``, the JSON written
+        by `to_json` (mAP None when nothing has ground truth)."""
+        return {"protocol": self.protocol, **self.summary()}
+
+    def summary(self) -> dict[str, object]:
+        """``{"mAP": float | None, "per_class": {name: ap}}``."""
+        # With no ground truth at all mAP is NaN, which is not JSON: null instead.
+        return {
+            "mAP": None if math.isnan(self.mAP) else self.mAP,
+            "per_class": dict(self.per_class),
+        }
 
     def to_json(self, path: str | Path) -> None:
         """Write `to_dict` as JSON, atomically (temporary file beside it, then renamed)."""
-        doc = self.to_dict()
-        # With no ground truth at all mAP is NaN, which is not JSON: write null instead.
-        if math.isnan(self.mAP):
-            doc["mAP"] = None
-        with atomic_write(path) as f:
-            json.dump(doc, f, indent=2, allow_nan=False)
-            f.write("\n")
+        _write_json(path, self.to_dict())
+
+
+def write_results_json(path: str | Path, results: dict[str, FrameMapResult]) -> None:
+    """Write ``{protocol: {"mAP", "per_class"}}`` (e.g. from `evaluate_protocols`) as JSON,
+    atomically: the layout of a run's metrics.json."""
+    _write_json(path, {name: result.summary() for name, result in results.items()})
+
+
+def _write_json(path: str | Path, doc: dict[str, object]) -> None:
+    with atomic_write(path) as f:
+        json.dump(doc, f, indent=2, allow_nan=False)
+        f.write("\n")
 
 
 def evaluate(
@@ -106,118 +142,235 @@ def evaluate(
     detections: pd.DataFrame | str | Path,
     excluded: Iterable[tuple[str, int]] | str | Path | None = None,
     *,
+    protocol: Protocol = "official",
     iou_threshold: float = IOU_THRESHOLD,
-    max_detections_per_frame: int | None = MAX_DETECTIONS_PER_FRAME,
+    max_detections_per_frame: int | None | Literal["protocol"] = "protocol",
     frames_without_groundtruth: FramesWithoutGroundtruth = "false_positive",
+    strict: bool = False,
 ) -> FrameMapResult:
-    """Frame-mAP of `detections` against `groundtruth` under the official AVA protocol.
+    """Frame-mAP of `detections` against `groundtruth` under one protocol.
 
     Args:
         labelmap: the classes to evaluate (a `LabelMap` or a pbtxt path, either dialect).
         groundtruth: a ground-truth CSV path or a frame from ``read_ava_csv(kind="groundtruth")``.
-        detections: a detections CSV path or a frame from ``read_ava_csv(kind="detections")``.
+        detections: a detections CSV path or a frame from ``read_ava_csv(kind="detections")``;
+            rows in file order (the order matters for ties, and for matching in "pyslowfast").
         excluded: (video_id, timestamp) pairs or an excluded-timestamps CSV path; those frames
             are removed from both sides.
-        iou_threshold: the IoU a match needs (0.5 in the protocol).
-        max_detections_per_frame: the per-frame cap (50 in the protocol; None for none).
-        frames_without_groundtruth: "false_positive" (official) or "ignore".
+        protocol: "official" (ActivityNet's get_ava_performance.py) or "pyslowfast"
+            (PySlowFast's in-memory evaluation, which its model zoo reports).
+        iou_threshold: the IoU a match needs (0.5 in both protocols).
+        max_detections_per_frame: "protocol" (50 for "official", none for "pyslowfast"), or a
+            cap for the official protocol (None: no cap).
+        frames_without_groundtruth: "false_positive" (both protocols) or "ignore".
+        strict: when reading CSV paths, refuse rows with a box outside [0, 1] or inverted
+            (`AvaCsvError`) instead of scoring them as the reference evaluators do, with a
+            warning (`detection.ava.csv_io`, ``box_check``).
     """
-    if not isinstance(labelmap, LabelMap):
-        labelmap = read_labelmap(labelmap)
-    if not isinstance(groundtruth, pd.DataFrame):
-        groundtruth = read_ava_csv(groundtruth, kind="groundtruth")
-    if isinstance(excluded, str | Path):
-        excluded = read_excluded_timestamps(excluded)
-    excluded = set(excluded or ())
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    if max_detections_per_frame == "protocol":
+        cap = MAX_DETECTIONS_PER_FRAME if protocol == "official" else None
+    elif protocol == "pyslowfast" and max_detections_per_frame is not None:
+        raise ValueError("the pyslowfast protocol has no per-frame cap")
+    else:
+        cap = max_detections_per_frame
+    inputs = _Inputs.load(labelmap, groundtruth, detections, excluded, strict)
+    return _evaluate(inputs, protocol, cap, iou_threshold, frames_without_groundtruth)
+
+
+def evaluate_protocols(
+    labelmap: LabelMap | str | Path,
+    groundtruth: pd.DataFrame | str | Path,
+    detections: pd.DataFrame | str | Path,
+    excluded: Iterable[tuple[str, int]] | str | Path | None = None,
+    *,
+    protocols: Iterable[Protocol] = PROTOCOLS,
+    frames_without_groundtruth: FramesWithoutGroundtruth = "false_positive",
+    strict: bool = False,
+) -> dict[str, FrameMapResult]:
+    """`evaluate` under each of `protocols` with its own cap, the files read once.
+
+    Returns {protocol: result}, in the order of `protocols`.
+    """
+    protocols = list(protocols)
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"protocols must be among {list(PROTOCOLS)}, got {unknown}")
+    inputs = _Inputs.load(labelmap, groundtruth, detections, excluded, strict)
+    return {
+        p: _evaluate(
+            inputs,
+            p,
+            MAX_DETECTIONS_PER_FRAME if p == "official" else None,
+            IOU_THRESHOLD,
+            frames_without_groundtruth,
+        )
+        for p in protocols
+    }
+
+
+@dataclass
+class _Inputs:
+    """Both sides as arrays, label-map classes only, excluded ground-truth frames removed.
+
+    Detections (rows in file order): key [N] (one int64 per frame, shared with the ground
+    truth), frame_order [N] (frames numbered in order of first appearance), score [N],
+    action [N], box [N, 4] (x1, y1, x2, y2). Ground truth: key [G], action [G], box [G, 4],
+    person [G] (person id, -1 where absent); frames [F] the distinct ground-truth keys.
+    """
+
+    labelmap: LabelMap
+    ids: np.ndarray
+    excluded_keys: np.ndarray
+    det_key: np.ndarray
+    det_frame_order: np.ndarray
+    det_score: np.ndarray
+    det_action: np.ndarray
+    det_box: np.ndarray
+    gt_key: np.ndarray
+    gt_action: np.ndarray
+    gt_box: np.ndarray
+    gt_person: np.ndarray
+    gt_frames: np.ndarray
+
+    @classmethod
+    def load(
+        cls,
+        labelmap: LabelMap | str | Path,
+        groundtruth: pd.DataFrame | str | Path,
+        detections: pd.DataFrame | str | Path,
+        excluded: Iterable[tuple[str, int]] | str | Path | None,
+        strict: bool,
+    ) -> _Inputs:
+        box_check: BoxCheck = "strict" if strict else "official"
+        if not isinstance(labelmap, LabelMap):
+            labelmap = read_labelmap(labelmap)
+        if not isinstance(groundtruth, pd.DataFrame):
+            groundtruth = read_ava_csv(groundtruth, kind="groundtruth", box_check=box_check)
+        if isinstance(excluded, str | Path):
+            excluded = read_excluded_timestamps(excluded)
+        excluded = set(excluded or ())
+
+        ids = np.asarray(labelmap.ids, dtype=np.int64)
+        gt = groundtruth[
+            np.isin(groundtruth["action_id"].to_numpy(), ids) & groundtruth["x1"].notna().to_numpy()
+        ]
+        det = _DetectionColumns.load(detections, ids, box_check)
+        gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
+        gt_keep = ~np.isin(gt_key, excluded_keys)
+        person = gt["person_id"].to_numpy() if "person_id" in gt else np.full(len(gt), -1)
+        return cls(
+            labelmap=labelmap,
+            ids=ids,
+            excluded_keys=excluded_keys,
+            det_key=det_key,
+            # Frames in the order the reference readers first meet them: the per-class score
+            # arrays are concatenated in that order, which decides how numpy's sort breaks ties.
+            det_frame_order=pd.factorize(det_key)[0],
+            det_score=det.score,
+            det_action=det.action,
+            det_box=det.box,
+            gt_key=gt_key[gt_keep],
+            gt_action=gt["action_id"].to_numpy(np.int64)[gt_keep],
+            gt_box=gt[BOX_COLUMNS].to_numpy(np.float64)[gt_keep],
+            gt_person=np.asarray(person, dtype=np.int64)[gt_keep],
+            gt_frames=np.unique(gt_key[gt_keep]),
+        )
+
+
+def _evaluate(
+    inputs: _Inputs,
+    protocol: Protocol,
+    cap: int | None,
+    iou_threshold: float,
+    frames_without_groundtruth: FramesWithoutGroundtruth,
+) -> FrameMapResult:
     if frames_without_groundtruth not in ("false_positive", "ignore"):
         raise ValueError(
             f"frames_without_groundtruth must be 'false_positive' or 'ignore', "
             f"got {frames_without_groundtruth!r}"
         )
-
-    ids = np.asarray(labelmap.ids, dtype=np.int64)
+    ids = inputs.ids
     class_of_id = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
     class_of_id[ids] = np.arange(len(ids))
+    det_key, det_frame_order = inputs.det_key, inputs.det_frame_order
+    det_score, det_action, det_box = inputs.det_score, inputs.det_action, inputs.det_box
+    gt_key, gt_box, gt_action = inputs.gt_key, inputs.gt_box, inputs.gt_action
+    gt_class = class_of_id[gt_action]
 
-    gt = groundtruth[
-        np.isin(groundtruth["action_id"].to_numpy(), ids) & groundtruth["x1"].notna().to_numpy()
-    ]
-    det = _DetectionColumns.load(detections, ids)
-    gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
-    det_score, det_action, det_box = det.score, det.action, det.box
-    del det  # its arrays are selected from below; keep peak memory down
-    # Frames in the order the official reader first meets them: its per-class score arrays are
-    # concatenated in that order, which decides how numpy's sort breaks ties.
-    det_frame_order = pd.factorize(det_key)[0]
-    kept, within_rank = _cap_per_frame(
-        det_frame_order, det_score, det_action, det_box, max_detections_per_frame
-    )
+    if protocol == "official":
+        kept, within_rank = _cap_per_frame(det_frame_order, det_score, det_action, det_box, cap)
+        # The official reader takes an 8th column as the score, in ground truth too, where it is
+        # the person id, and sorts each frame's boxes by it, descending: that order picks the box
+        # on equal IoU. Rows without a person id get its default score, 1.
+        gt_score = np.where(inputs.gt_person >= 0, inputs.gt_person, 1).astype(np.float64)
+        gt_rank = _rank_in_frame(gt_key, gt_score)
+    else:
+        # PySlowFast keeps every detection, in the order appended (file order), and reads the
+        # ground truth in file order.
+        kept = np.arange(len(det_key))
+        within_rank = _rank_in_frame(det_frame_order)
+        gt_score = np.ones(len(gt_key))
+        gt_rank = _rank_in_frame(gt_key)
     num_dropped_by_cap = len(det_key) - len(kept)
 
-    gt_keep = ~np.isin(gt_key, excluded_keys)
-    gt_key = gt_key[gt_keep]
-    gt_class = class_of_id[gt["action_id"].to_numpy()[gt_keep]]
-    gt_box = gt[BOX_COLUMNS].to_numpy(np.float64)[gt_keep]
-    # The official reader takes an 8th column as the score, in ground truth too, where it is
-    # the person id, and sorts each frame's boxes by it, descending: that order picks the box
-    # on equal IoU. Rows without a person id get its default score, 1.
-    person = gt["person_id"].to_numpy() if "person_id" in gt else np.full(len(gt), -1)
-    gt_score = np.where(person >= 0, person, 1).astype(np.float64)[gt_keep]
-    gt_action = gt["action_id"].to_numpy(np.int64)[gt_keep]
-    gt_rank = _rank_in_frame(gt_key, gt_score)
-    gt_frames = np.unique(gt_key)
-
-    kept_box = det_box[kept]
-    keep = ~np.isin(det_key[kept], excluded_keys)
-    keep &= (kept_box[:, 0] < kept_box[:, 2]) & (kept_box[:, 1] < kept_box[:, 3])
-    on_gt_frame = np.isin(det_key[kept], gt_frames)
+    # Masks over all rows, then one selection: copies of the [N, 4] boxes are what costs memory.
+    valid_box = (det_box[:, 0] < det_box[:, 2]) & (det_box[:, 1] < det_box[:, 3])
+    kept_key = det_key[kept]
+    keep = valid_box[kept] & ~np.isin(kept_key, inputs.excluded_keys)
+    on_gt_frame = np.isin(kept_key, inputs.gt_frames)
     num_without_gt = int((keep & ~on_gt_frame).sum())
     if frames_without_groundtruth == "ignore":
         keep &= on_gt_frame
-    selected, within_rank, det_box = kept[keep], within_rank[keep], kept_box[keep]
-    det_key, det_frame_order, det_score, det_class = (
-        a[selected] for a in (det_key, det_frame_order, det_score, class_of_id[det_action])
+    del kept_key, on_gt_frame
+    selected, within_rank = kept[keep], within_rank[keep]
+    sel_key, sel_frame_order, sel_score, sel_box = (
+        a[selected] for a in (det_key, det_frame_order, det_score, det_box)
     )
+    sel_class = class_of_id[det_action[selected]]
 
     num_classes = len(ids)
-    det_group, gt_group = det_key * num_classes + det_class, gt_key * num_classes + gt_class
+    det_group, gt_group = sel_key * num_classes + sel_class, gt_key * num_classes + gt_class
     is_tp, tied_groups = _match(
-        det_group, det_box, within_rank, gt_group, gt_box, gt_rank, iou_threshold
+        det_group, sel_box, within_rank, gt_group, gt_box, gt_rank, iou_threshold
     )
-    if tied_groups.size:
+    if protocol == "official" and tied_groups.size:
         # Some detection has the same best IoU with several boxes: which one it takes follows
         # the official reader's heap order of the frame's boxes, so replay those frames.
+        gt_rank = gt_rank.copy()
         for frame_key in np.unique(tied_groups // num_classes):
             rows = np.flatnonzero(gt_key == frame_key)
             ordered = _official_heap_order(rows, gt_score, gt_action, gt_box, len(rows))
             gt_rank[ordered] = np.arange(len(ordered))
-        is_tp, _ = _match(det_group, det_box, within_rank, gt_group, gt_box, gt_rank, iou_threshold)
+        is_tp, _ = _match(det_group, sel_box, within_rank, gt_group, gt_box, gt_rank, iou_threshold)
 
-    # Grouped by class, each class in the official concatenation order: frames in order of
+    # Grouped by class, each class in the reference concatenation order: frames in order of
     # first appearance, then rank in the frame.
-    official = _radix_argsort([within_rank, det_frame_order, det_class])
-    class_starts = np.searchsorted(det_class[official], np.arange(num_classes + 1))
+    order = _radix_argsort([within_rank, sel_frame_order, sel_class])
+    class_starts = np.searchsorted(sel_class[order], np.arange(num_classes + 1))
     num_gt = np.bincount(gt_class, minlength=num_classes)
 
-    names = [labelmap.names[int(i)] for i in ids]
+    names = [inputs.labelmap.names[int(i)] for i in ids]
     per_class: dict[str, float] = {}
     num_tp: dict[str, int] = {}
     num_det: dict[str, int] = {}
     for c, name in enumerate(names):
-        rows = official[class_starts[c] : class_starts[c + 1]]
+        rows = order[class_starts[c] : class_starts[c + 1]]
         num_det[name] = len(rows)
         num_tp[name] = int(is_tp[rows].sum())
         if num_gt[c]:
-            per_class[name] = average_precision(det_score[rows], is_tp[rows], int(num_gt[c]))
+            per_class[name] = average_precision(sel_score[rows], is_tp[rows], int(num_gt[c]))
     mean_ap = float(np.mean(list(per_class.values()))) if per_class else math.nan
     return FrameMapResult(
         mAP=mean_ap,
         per_class=per_class,
+        protocol=protocol,
         num_groundtruth={n: int(num_gt[c]) for c, n in enumerate(names) if num_gt[c]},
         num_detections=num_det,
         num_true_positives=num_tp,
         class_ids={n: int(i) for n, i in zip(names, ids, strict=True)},
-        num_frames=len(gt_frames),
+        num_frames=len(inputs.gt_frames),
         num_dropped_by_cap=num_dropped_by_cap,
         num_on_frames_without_groundtruth=num_without_gt,
     )
@@ -255,14 +408,16 @@ class _DetectionColumns:
     score: np.ndarray
 
     @classmethod
-    def load(cls, detections: pd.DataFrame | str | Path, ids: np.ndarray) -> _DetectionColumns:
+    def load(
+        cls, detections: pd.DataFrame | str | Path, ids: np.ndarray, box_check: BoxCheck
+    ) -> _DetectionColumns:
         """From a frame of `read_ava_csv(kind="detections")`, or from a CSV read piece by
         piece: a frame holds a Python string per row for the video id, which on files of
         millions of rows costs more memory than everything else together."""
         pieces = (
             [detections]
             if isinstance(detections, pd.DataFrame)
-            else iter_ava_csv(detections, kind="detections")
+            else iter_ava_csv(detections, kind="detections", box_check=box_check)
         )
         table: dict[str, int] = {}
         parts = []
@@ -302,7 +457,7 @@ def _frame_keys(
     the excluded frames."""
     known = pd.Index(det.videos, dtype=object)
     other = pd.Series([*gt["video_id"].astype(object), *(v for v, _ in excluded)], dtype=object)
-    codes = known.get_indexer(other)
+    codes = known.get_indexer(pd.Index(other))
     unseen = codes < 0
     codes[unseen] = pd.factorize(other[unseen].to_numpy())[0] + len(known)
     timestamps = [
@@ -458,10 +613,13 @@ def _match(
     return is_tp, det_group[shared_best & (best_iou >= iou_threshold)]
 
 
-def _rank_in_frame(frame: np.ndarray, score: np.ndarray) -> np.ndarray:
+def _rank_in_frame(frame: np.ndarray, score: np.ndarray | None = None) -> np.ndarray:
     """[N] each row's position in its frame by descending score, equal scores in file order
-    (the official order wherever scores differ)."""
-    order = np.lexsort((np.arange(len(frame)), -score, frame))
+    (the official order wherever scores differ); without `score`, in file order."""
+    if score is None:
+        order = _radix_argsort([frame])
+    else:
+        order = np.lexsort((np.arange(len(frame)), -score, frame))
     sorted_frame = frame[order]
     starts = np.flatnonzero(_run_starts(sorted_frame))
     rank = np.empty(len(frame), dtype=np.int64)
