@@ -68,13 +68,13 @@ def test_vtest_30fps_grid_maps_to_nearest_10fps_frame_after_seeking(vtest, vtest
     # A clip around 40 s forces a seek into the middle of an MS-MPEG4 AVI.
     times = clip_times(40.0, num_frames=8, sampling_rate=4, fps=30)
     grid = np.round(times * 30).astype(int)
-    with VideoReader(vtest) as reader:
+    with VideoReader(vtest, frame_rule="nearest") as reader:
         clip = reader.read_at_times(times)
     # Grid frame i (time i/30) is nearest to 10 fps frame round(i / 3); no ties on this grid.
     for i, image in zip(grid, clip, strict=True):
         assert _digest(image) == vtest_frames[int(round(i / 3))]
     # Sampling faster than the video repeats frames, as it should.
-    with VideoReader(vtest) as reader:
+    with VideoReader(vtest, frame_rule="nearest") as reader:
         dense = reader.read_at_times(np.arange(1200, 1206) / 30)
     for got, want in zip(dense, [400, 400, 401, 401, 401, 402], strict=True):
         assert _digest(got) == vtest_frames[want]
@@ -82,10 +82,21 @@ def test_vtest_30fps_grid_maps_to_nearest_10fps_frame_after_seeking(vtest, vtest
 
 def test_vtest_ties_go_to_the_earlier_frame_and_order_is_kept(vtest, vtest_frames):
     times = [60.05, 0.0, 60.05, 79.5, 120.0, 0.05]
-    with VideoReader(vtest) as reader:
+    with VideoReader(vtest, frame_rule="nearest") as reader:
         got = reader.read_at_times(times)
     for image, want in zip(got, [600, 0, 600, 794, 794, 0], strict=True):
         assert _digest(image) == vtest_frames[want]
+
+
+def test_ffmpeg_rule_writes_each_10fps_frame_three_times_from_its_own_tick(vtest, vtest_frames):
+    """ffmpeg -r 30 places 10 fps frame k at output frames 3k, 3k+1, 3k+2 (its packet lasts 3
+    ticks), where the nearest-time rule would already take frame k + 1 at 3k + 2."""
+    grid = np.concatenate([np.arange(1200, 1206), clip_frame_indices(60, 8, 4, 2385)])
+    with VideoReader(vtest) as reader:
+        assert reader.num_layout_frames == 2385
+        got = reader.read_at_times(grid / 30)
+    for i, image in zip(grid, got, strict=True):
+        assert _digest(image) == vtest_frames[i // 3]
 
 
 def test_iter_frames_streams_a_time_range(vtest, vtest_frames):
@@ -103,7 +114,7 @@ def test_variable_frame_rate_uses_pts(tmp_path):
     wanted = [0.0, 0.021, 0.045, 0.046, 0.1, 0.2, 0.21, 0.305, 0.36, 1.0]
     # 0.045 is a tie between 40 and 50 ms: the earlier frame wins. 0.21 = tie of 120 and 300.
     expected = [0, 1, 1, 2, 3, 3, 3, 4, 6, 6]
-    with VideoReader(path) as reader:
+    with VideoReader(path, frame_rule="nearest") as reader:
         got = reader.read_at_times(wanted)
     assert [_gray_index(f) for f in got] == expected
 
@@ -181,7 +192,7 @@ def test_consecutive_reads_continue_decoding_and_match_fresh_reads(vtest, vtest_
     """Reads that move forward a little reuse the decoder; reads that jump back or far ahead
     seek. Every read must give the same frames as the front-to-back decode."""
     starts = [40.0, 41.0, 42.5, 41.2, 70.0, 70.1]
-    with VideoReader(vtest) as reader:
+    with VideoReader(vtest, frame_rule="nearest") as reader:
         for start in starts:
             times = start + np.arange(8) / 15
             got = reader.read_at_times(times)
