@@ -7,7 +7,9 @@ import sys
 import av
 import numpy as np
 import pytest
+import torch
 
+from detection.apps.demo import main as demo_main
 from detection.ava.csv_io import read_ava_csv
 from detection.config import load_config
 from detection.engine.demo import (
@@ -16,6 +18,7 @@ from detection.engine.demo import (
     nearest_keyframe,
     run_demo,
 )
+from detection.engine.predictor import ActionPredictor
 from detection.evaluation.frame_map import evaluate
 
 TINY = "configs/test/SLOWFAST_TINY.yaml"
@@ -172,9 +175,15 @@ def test_no_person_and_odd_size_still_give_a_full_video(tmp_path, project_root):
     _write_plain_video(video, 427, 241, seconds=2)
     cfg = load_config(str(project_root / TINY), ["DEMO.DETECTOR", "hog"])
     result = run_demo(
-        cfg, video, tmp_path / "o.mp4", output_csv=tmp_path / "o.csv", show_progress=False
+        cfg,
+        video,
+        tmp_path / "o.mp4",
+        output_csv=tmp_path / "o.csv",
+        show_progress=False,
+        predictor=ActionPredictor.from_config(cfg),
     )
     assert [len(p.boxes) for p in result.predictions] == [0, 0]
+    assert all(p.action_scores.shape == (0, cfg.MODEL.NUM_CLASSES) for p in result.predictions)
     frames, fps, _ = _decoded(tmp_path / "o.mp4")
     assert len(frames) == 20 and fps == 10
     # H.264 in yuv420p needs even sides: the writer pads rather than failing or rescaling.
@@ -221,8 +230,57 @@ def test_demo_with_network_person_detectors_from_local_files(
     )
     frames, fps, _ = _decoded(tmp_path / "o.mp4")
     assert fps == 30 and len(frames) == result.frames_written == 60
-    assert [p.time_s for p in result.predictions] == [2.0, 3.0]
+    assert result.keyframe_times.tolist() == [2.0, 3.0]
     assert all(len(p.boxes) > 0 for p in result.predictions)
     for p in result.predictions:
         assert p.action_scores.shape == (len(p.boxes), cfg.MODEL.NUM_CLASSES)
     assert len(read_ava_csv(tmp_path / "o.csv", kind="detections")) > 0
+
+
+def _run_demo_tool(project_root, cwd, *args):
+    return subprocess.run(
+        [sys.executable, str(project_root / "tools/demo_net.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_demo_tool_refuses_cuda_without_a_gpu_in_one_line(tmp_path, project_root):
+    proc = _run_demo_tool(
+        project_root,
+        tmp_path,
+        *("--config", str(project_root / TINY), "--end", "1", "--quiet"),
+        *("--output", str(tmp_path / "o.mp4"), "DEVICE", "cuda"),
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: DEVICE is 'cuda' but no CUDA GPU is available; use DEVICE cpu or auto"
+    ]
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_demo_app_needs_config_and_input_when_no_defaults_are_given(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo_main(["--quiet"])
+    assert exit_info.value.code == 2
+    assert "--config" in capsys.readouterr().err
+
+
+def test_demo_app_runs_outside_the_checkout_with_default_outputs(
+    tmp_path, project_root, monkeypatch, capsys
+):
+    """`detection.apps.demo.main` as an installed wheel calls it, from another directory:
+    explicit config and input, outputs under ./demo_output of the working directory."""
+    video = tmp_path / "grey.mkv"
+    _write_plain_video(video, 96, 64, seconds=1)
+    monkeypatch.chdir(tmp_path)
+    assert demo_main(["--config", str(project_root / TINY), "--input", str(video), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "UNTRAINED action model" in out
+    assert "1 keyframes, 0 person boxes, 10 frames at 10 fps" in out
+    for suffix in ("mp4", "csv", "json"):
+        assert (tmp_path / "demo_output" / f"grey_actions.{suffix}").is_file()
+    doc = json.loads((tmp_path / "demo_output" / "grey_actions.json").read_text())
+    assert doc["untrained_action_model"] is True and doc["keyframes"][0]["persons"] == []
