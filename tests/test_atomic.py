@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 
 from detection.utils.atomic import atomic_write
@@ -28,3 +31,24 @@ def test_only_write_modes(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         with atomic_write(tmp_path / "x", "a"):
             pass
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_get_the_mode_the_umask_gives(tmp_path, umask, expected):
+    previous = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "new.txt") as f:
+            f.write("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == expected
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "kept.txt"
+    path.write_text("old")
+    path.chmod(0o640)
+    with atomic_write(path) as f:
+        f.write("new")
+    assert path.read_text() == "new"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

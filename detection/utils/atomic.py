@@ -4,6 +4,7 @@ the complete new one, never a truncated file."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,9 @@ def atomic_write(
     On an exception the temporary file is removed and `path` is left as it was. With `fsync`
     the data (and, where the platform allows, the rename) are flushed to disk before returning,
     which checkpoints need to survive a power loss.
+
+    The file gets the mode a plain `open` would give it: the mode of the file it replaces, or
+    0o666 less the process umask for a new file (`mkstemp` alone would leave it 0o600).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
@@ -35,6 +39,7 @@ def atomic_write(
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -42,6 +47,27 @@ def atomic_write(
         raise
     if fsync:
         _fsync_directory(path.parent)
+
+
+def _final_mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    # Reading it from /proc avoids os.umask's set-and-restore, which would briefly give other
+    # threads a umask of 0.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:
