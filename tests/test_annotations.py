@@ -196,3 +196,28 @@ def test_frame_lists(synthetic_ava, tmp_path):
     gap = _write(tmp_path / "gap.csv", 'h\nv 0 0 a.jpg ""\nv 0 2 b.jpg ""\n')
     with pytest.raises(AnnotationError, match=r"gap.csv:3: frame_id '2' of v is out of order"):
         read_frame_lists([gap], tmp_path)
+
+
+def test_frame_lists_share_the_csv_encoding_and_line_end_rules(tmp_path):
+    # A byte-order mark, CRLF and CR-only line ends read alike; bytes that are not UTF-8 and
+    # digits that int() refuses are one-line errors naming the file and line.
+    rows = [
+        "original_vido_id video_id frame_id path labels",
+        'v 0 0 v/a.jpg ""',
+        'v 0 1 v/b.jpg ""',
+    ]
+    expected = {"v": [tmp_path / "v/a.jpg", tmp_path / "v/b.jpg"]}
+    for name, data in [
+        ("bom.csv", b"\xef\xbb\xbf" + "\r\n".join(rows).encode()),
+        ("cr.csv", "\r".join(rows).encode() + b"\r"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        assert read_frame_lists([tmp_path / name], tmp_path) == expected
+    (tmp_path / "latin1.csv").write_bytes("\n".join([*rows, 'vé 0 0 x.jpg ""']).encode("latin-1"))
+    with pytest.raises(AnnotationError, match=r"latin1.csv:4: not UTF-8"):
+        read_frame_lists([tmp_path / "latin1.csv"], tmp_path)
+    (tmp_path / "digit.csv").write_text("\n".join([*rows, 'v 0 \u00b2 c.jpg ""']))
+    with pytest.raises(
+        AnnotationError, match=r"digit.csv:4: frame_id '\u00b2' of v is out of order"
+    ):
+        read_frame_lists([tmp_path / "digit.csv"], tmp_path)

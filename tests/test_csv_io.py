@@ -1,3 +1,4 @@
+import csv
 import logging
 
 import numpy as np
@@ -10,8 +11,10 @@ from detection.ava.csv_io import (
     iter_ava_csv,
     read_ava_csv,
     read_excluded_timestamps,
+    write_ava_csv,
     write_detections,
 )
+from detection.errors import MAX_MESSAGE_CHARS
 
 DETECTION_ROW = "vid_a,0902,0.100,0.200,0.300,0.400,12,0.5"
 
@@ -267,3 +270,110 @@ def test_iter_ava_csv_official_box_check_warns_once_over_all_pieces(tmp_path, ca
     assert "3 rows have a box" in caplog.records[0].getMessage()
     assert "line 2: " in caplog.records[0].getMessage()
     assert "line 5: " in caplog.records[0].getMessage()
+
+
+# --- one dialect for every reader and writer ----------------------------------------------------
+
+DIALECT_VARIANTS = {
+    "byte-order mark": lambda fields: "\ufeff" + ",".join(fields) + "\n",
+    "CRLF": lambda fields: ",".join(fields) + "\r\n",
+    "CR only": lambda fields: ",".join(fields) + "\r",
+    "quoted fields": lambda fields: ",".join(f'"{f}"' for f in fields) + "\n",
+    "integral floats": lambda fields: (
+        ",".join(f"{f}.0" if f in ("0902", "12") else f for f in fields) + "\n"
+    ),
+    "spaces around numbers": lambda fields: (
+        ",".join([fields[0], *(f" {f} " for f in fields[1:])]) + "\n"
+    ),
+}
+ROW = ["vid_a", "0902", "0.1", "0.2", "0.3", "0.4", "12"]
+
+
+@pytest.mark.parametrize("variant", DIALECT_VARIANTS)
+def test_every_reader_takes_the_same_dialect(tmp_path, variant):
+    line = DIALECT_VARIANTS[variant]
+    for kind, fields in [("groundtruth", ROW), ("boxes", ROW), ("detections", [*ROW, "0.5"])]:
+        path = write(tmp_path, line(fields), name=f"{kind}.csv")
+        frame = read_ava_csv(path, kind=kind)
+        assert frame.loc[0, ["video_id", "timestamp", "action_id"]].tolist() == ["vid_a", 902, 12]
+        assert frame.loc[0, ["x1", "y1", "x2", "y2"]].tolist() == [0.1, 0.2, 0.3, 0.4]
+    path = write(tmp_path, line(ROW[:2]), name="excluded.csv")
+    assert read_excluded_timestamps(path) == {("vid_a", 902)}
+
+
+def test_quoted_commas_and_line_breaks_keep_line_numbers_exact(tmp_path):
+    path = write(
+        tmp_path,
+        '"clip,take2",0902,0.1,0.2,0.3,0.4,12,3\n"two\nlines",0902,0.1,0.2,0.3,0.4,12\n'
+        "vid_a,0902,0.1,0.2,0.3,0.4,x\n",
+    )
+    with pytest.raises(AvaCsvError, match=r"file.csv:4: action_id 'x' is not a number"):
+        read_ava_csv(path, kind="groundtruth")
+
+
+@pytest.mark.parametrize("video_id", [" vid_a", "vid_a ", "vid_a\t"])
+def test_video_ids_with_surrounding_whitespace_are_refused_not_made_another_video(
+    tmp_path, video_id
+):
+    for kind, row in [
+        ("detections", f"{DETECTION_ROW}\n{video_id},0902,0.1,0.2,0.3,0.4,12,0.5\n"),
+        ("groundtruth", f"vid_a,0902,0.1,0.2,0.3,0.4,12\n{video_id},0902,0.1,0.2,0.3,0.4,12\n"),
+    ]:
+        path = write(tmp_path, row, name=f"{kind}.csv")
+        with pytest.raises(AvaCsvError, match=rf"{kind}.csv:2: video id .* leading or trailing"):
+            read_ava_csv(path, kind=kind)
+    path = write(tmp_path, f"vid_a,0902\n{video_id},0903\n", name="excluded.csv")
+    with pytest.raises(AvaCsvError, match=r"excluded.csv:2: video id .* leading or trailing"):
+        read_excluded_timestamps(path)
+
+
+@pytest.mark.parametrize("kind", ["detections", "groundtruth"])
+def test_hostile_bytes_give_one_short_line_naming_file_and_line(tmp_path, kind):
+    good = DETECTION_ROW if kind == "detections" else "vid_a,0902,0.1,0.2,0.3,0.4,12"
+    cases = {
+        "not UTF-8": (b"\xff\xfe" + good.encode(), "not UTF-8"),
+        "id beyond int64": (good.replace("12", "9" * 25, 1).encode(), "is larger than"),
+        "10 MB line": (b"x" * 10_000_000, "comma-separated fields"),
+    }
+    for name, (line, message) in cases.items():
+        path = tmp_path / f"{kind}.csv"
+        path.write_bytes(good.encode() + b"\n" + line + b"\n")
+        with pytest.raises(AvaCsvError) as error:
+            read_ava_csv(path, kind=kind)
+        text = str(error.value)
+        assert text.startswith(f"{path}:2: ") and message in text, name
+        assert "\n" not in text and len(text) <= MAX_MESSAGE_CHARS, name
+
+
+def test_write_detections_quotes_what_needs_it_and_refuses_what_would_not_read_back(tmp_path):
+    path = tmp_path / "detections.csv"
+    boxes = np.full((2, 4), 0.5)
+    write_detections(path, ["clip,take2", 'say "hi"'], [902, 5], boxes, np.ones((2, 1)), [1])
+    assert read_ava_csv(path, kind="detections")["video_id"].tolist() == [
+        "clip,take2",
+        'say "hi"',
+    ]
+    with open(path, newline="") as f:  # the official evaluator's reader
+        assert [(r[0], int(r[1])) for r in csv.reader(f)] == [("clip,take2", 902), ('say "hi"', 5)]
+    for video_id, timestamp, message in [
+        ("v", -5, "timestamp -5 is not an integer"),
+        (" v", 902, "leading or trailing whitespace"),
+        ("", 902, "empty video id"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            write_detections(tmp_path / "x.csv", [video_id], [timestamp], boxes[:1], [[1.0]], [1])
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_write_ava_csv_round_trips_every_kind_and_optional_field(tmp_path):
+    rows = {
+        "groundtruth": "vid_a,0902,0.1,0.2,0.3,0.4,12,3\nvid_a,0903,0.1,0.2,0.3,0.4,\n"
+        '"b,c",0905,,,,,\n',
+        "boxes": "vid_a,0902,0.1,0.2,0.3,0.4,,0.9\nvid_a,0904,0.1,0.2,0.3,0.4,17\n",
+        "detections": f"{DETECTION_ROW}\n",
+    }
+    for kind, text in rows.items():
+        frame = read_ava_csv(write(tmp_path, text, name=f"{kind}.csv"), kind=kind)
+        write_ava_csv(tmp_path / "again.csv", frame, kind=kind)
+        pd.testing.assert_frame_equal(read_ava_csv(tmp_path / "again.csv", kind=kind), frame)
+    assert (tmp_path / "again.csv").read_text() == "vid_a,0902,0.1,0.2,0.3,0.4,12,0.5\n"

@@ -326,3 +326,72 @@ def test_evaluation_writes_and_logs_both_protocols(synthetic_ava, tmp_path):
         (scalar,) = events.Scalars(f"eval/mAP_{protocol}")
         assert scalar.step == 1
         assert scalar.value == pytest.approx(metrics[protocol]["mAP"], rel=1e-6)
+
+
+def test_evaluation_checks_its_inputs_first_and_replaces_the_result_set_as_a_whole(
+    synthetic_ava, tmp_path
+):
+    """A label map that does not fit the model stops the run before inference and leaves the
+    previous detections.csv + metrics.json pair alone; a good run replaces both and removes the
+    temporaries a killed run left."""
+    from detection.ava.packaged import ALL_CLASSES, packaged_labelmap_path
+    from detection.config import load_config
+    from detection.data.dataset import build_loader
+    from detection.engine.tester import (
+        DETECTIONS_FILE,
+        METRICS_FILE,
+        EvaluationInputError,
+        evaluate_model,
+    )
+    from detection.errors import UserError
+    from detection.models import build_model
+
+    def config(*overrides):
+        return load_config(
+            str(ROOT / "configs/synthetic/SLOWFAST_TINY.yaml"),
+            ["DATA.PATH_TO_DATA_DIR", str(synthetic_ava.root), "OUTPUT_DIR", str(tmp_path)]
+            + ["DEVICE", "cpu", "DATA.TEST_CROP_SIZE", "64", "DATA_LOADER.NUM_WORKERS", "0"]
+            + list(overrides),
+        )
+
+    old = {DETECTIONS_FILE: "old,0902,0.1,0.1,0.2,0.2,1,0.5\n", METRICS_FILE: '{"old": 1}\n'}
+    for name, text in old.items():
+        (tmp_path / name).write_text(text)
+    stale = [
+        tmp_path / f".{DETECTIONS_FILE}.k1ll3d.tmp",
+        tmp_path / f"..{METRICS_FILE}.a.tmp.b.tmp",
+    ]
+    for path in stale:
+        path.write_text("half")
+    cfg = config("AVA.LABEL_MAP_FILE", str(packaged_labelmap_path(ALL_CLASSES)))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    loader = build_loader(cfg, "test", distributed=False, shuffle=False)
+    with pytest.raises(EvaluationInputError) as error:
+        evaluate_model(cfg, model, loader, torch.device("cpu"))
+    message = str(error.value)
+    assert isinstance(error.value, UserError) and "\n" not in message
+    assert ALL_CLASSES in message and "MODEL.NUM_CLASSES = 5" in message
+    assert {name: (tmp_path / name).read_text() for name in old} == old
+
+    summary = evaluate_model(config(), model, loader, torch.device("cpu"))
+    assert json.loads((tmp_path / METRICS_FILE).read_text()) == summary
+    assert (tmp_path / DETECTIONS_FILE).read_text() != old[DETECTIONS_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_replace_together_removes_every_old_file_before_renaming(tmp_path):
+    from detection.engine.tester import replace_together
+
+    for name in ("a.csv", "b.json", ".a.new", ".b.new"):
+        (tmp_path / name).write_text(f"content of {name}")
+    # The second temporary is missing: the first new file is in place, and no old file is left
+    # beside it to be taken for its partner.
+    with pytest.raises(FileNotFoundError):
+        replace_together(
+            [(tmp_path / ".a.new", tmp_path / "a.csv"), (tmp_path / ".gone", tmp_path / "b.json")]
+        )
+    assert (tmp_path / "a.csv").read_text() == "content of .a.new"
+    assert not (tmp_path / "b.json").exists()
+    replace_together([(tmp_path / ".b.new", tmp_path / "b.json")])
+    assert (tmp_path / "b.json").read_text() == "content of .b.new"

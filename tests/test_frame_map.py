@@ -1,6 +1,5 @@
 import json
 import logging
-import math
 import subprocess
 import sys
 
@@ -118,15 +117,33 @@ def test_classes_without_groundtruth_are_left_out_and_other_classes_dropped(tmp_
     }
 
 
-def test_no_groundtruth_at_all_gives_nan_written_as_json_null(tmp_path):
-    result = run(tmp_path, [], [("v", 902, FULL, 12, 0.9)])
-    assert math.isnan(result.mAP)
-    result.to_json(tmp_path / "result.json")
-    assert json.loads((tmp_path / "result.json").read_text()) == {
-        "protocol": "official",
-        "mAP": None,
-        "per_class": {},
-    }
+@pytest.mark.parametrize(
+    ("gt_rows", "excluded", "message"),
+    [
+        ([], None, "gt.csv has no ground-truth box"),
+        ([("v", 902, FULL, 2)], None, r"no action id of .*gt.csv \(\[2\]\) is a class of"),
+        ([("v", 902, FULL, 12)], [("v", 902)], "every ground-truth frame of .*gt.csv is excluded"),
+    ],
+)
+def test_nothing_to_evaluate_is_an_error_naming_the_ground_truth(
+    tmp_path, gt_rows, excluded, message
+):
+    # Once a NaN mAP (exit code 0); a run with no ground truth must not look like a result.
+    with pytest.raises(frame_map.EvaluationError, match=message) as error:
+        run(tmp_path, gt_rows, [("v", 902, FULL, 12, 0.9)], excluded=excluded)
+    assert isinstance(error.value, ValueError)
+
+
+def test_results_keep_every_class_of_equal_looking_maps_apart(tmp_path):
+    # Per-class results are keyed by name: names must be unique, and ids far apart are fine.
+    labelmap = LabelMap(names={1: "a", 2: "b", 2_000_000_000: "c"})
+    gt = [("v", 902, FULL, 1), ("v", 902, LEFT, 2), ("v", 903, FULL, 2_000_000_000)]
+    det = [("v", 902, FULL, 1, 0.9), ("v", 903, FULL, 2_000_000_000, 0.8)]
+    result = evaluate(labelmap, gt_csv(tmp_path, gt), det_csv(tmp_path, det))
+    assert result.per_class == {"a": 1.0, "b": 0.0, "c": 1.0}
+    assert result.mAP == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="class name 'a' is used by ids 1 and 2"):
+        LabelMap(names={1: "a", 2: "a"})
 
 
 def test_cap_keeps_the_50_best_per_frame(tmp_path):

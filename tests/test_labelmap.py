@@ -65,3 +65,27 @@ def test_malformed_maps_name_file_and_line(tmp_path, text, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(LabelMapError, match="nope.pbtxt"):
         read_labelmap(tmp_path / "nope.pbtxt")
+
+
+def test_duplicate_names_are_an_error_naming_both_lines(tmp_path):
+    # Per-class results are keyed by name: a second "stand" would silently drop a class.
+    path = tmp_path / "dup.pbtxt"
+    path.write_text('item {\n  name: "stand"\n  id: 1\n}\nitem {\n  name: "stand"\n  id: 2\n}\n')
+    with pytest.raises(LabelMapError, match=r"dup.pbtxt:5: class name 'stand' defined twice .*1"):
+        read_labelmap(path)
+
+
+def test_encoding_and_huge_ids_are_one_line_errors(tmp_path):
+    path = tmp_path / "map.pbtxt"
+    path.write_bytes(b'\xef\xbb\xbfitem {\r\n  name: "a"\r\n  id: 1\r\n}\r\n')
+    assert read_labelmap(path).names == {1: "a"}  # byte-order mark and CRLF
+    path.write_bytes(b'item {\n  name: "\xe9"\n  id: 1\n}\n')
+    with pytest.raises(LabelMapError, match=r"map.pbtxt:2: not UTF-8"):
+        read_labelmap(path)
+    path.write_text(f'item {{\n  name: "a"\n  id: {"9" * 30}\n}}\n')
+    with pytest.raises(LabelMapError, match=r"map.pbtxt:1: id 9+ is not in 1\.\.2147483647"):
+        read_labelmap(path)
+    path.write_text("x" * 10_000_000 + "\n")
+    with pytest.raises(LabelMapError) as error:
+        read_labelmap(path)
+    assert len(str(error.value)) < 200

@@ -1,7 +1,8 @@
 """AVA's formats and facts, the bottom layer: it imports nothing else of the package but
 `detection.errors` and `detection.utils`.
 
-- `csv_io`: the official CSV files (ground truth, detections, person boxes, excluded timestamps);
+- `csv_io`: the official CSV files (ground truth, detections, person boxes, excluded timestamps),
+  one dialect for every reader and writer (its docstring);
 - `labelmap`: label maps in both pbtxt dialects;
 - `packaged`: AVA v2.2's label maps shipped as package data;
 - `constants`: 30 fps layout, second 900, keyframes 902-1798, the evaluator's 50-per-frame cap.
@@ -12,8 +13,11 @@ from .csv_io import (
     AvaCsvError,
     iter_ava_csv,
     read_ava_csv,
+    read_ava_text,
     read_excluded_timestamps,
+    write_ava_csv,
     write_detections,
+    write_excluded_timestamps,
 )
 from .labelmap import LabelMap, LabelMapError, read_labelmap
 from .packaged import ALL_CLASSES, EVALUATED_CLASSES, packaged_labelmap_path
@@ -31,7 +35,10 @@ __all__ = [
     "iter_ava_csv",
     "packaged_labelmap_path",
     "read_ava_csv",
+    "read_ava_text",
     "read_excluded_timestamps",
     "read_labelmap",
+    "write_ava_csv",
     "write_detections",
+    "write_excluded_timestamps",
 ]

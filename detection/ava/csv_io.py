@@ -7,14 +7,35 @@ Row layouts (no header, one row per (box, action)):
   empty for a box without an action, and the four box fields may all be empty for a row that
   only marks the frame as annotated;
 - boxes (person-detector or ground-truth boxes used as proposals):
-  ``video_id,timestamp,x1,y1,x2,y2,[action_id][,score]``; an empty action id or -1 means none.
+  ``video_id,timestamp,x1,y1,x2,y2,[action_id][,score]``; an empty action id or -1 means none;
+- excluded timestamps: ``video_id,timestamp``.
 
 Timestamps are whole seconds (the official files write them zero-padded, ``0902``); box
 coordinates are normalized to [0, 1] with (x1, y1) the top-left corner. Coordinates may exceed
 [0, 1] by at most `BOX_TOLERANCE` (float round-off in files written by other tools); they are kept
-as written, because the official evaluator does not clip either. Integer fields written as
-integral floats (``0902.0``, ``12.0``) are accepted, although the official reader's ``int()``
-rejects them.
+as written, because the official evaluator does not clip either.
+
+The dialect, the same for every kind (one reader, `read_ava_csv` / `read_excluded_timestamps`,
+and one writer, `write_ava_csv` / `write_detections` / `write_excluded_timestamps`):
+
+- text is UTF-8; a byte-order mark at the start is skipped; other bytes are an error naming the
+  file and line;
+- lines end with ``\\n``, ``\\r\\n`` or ``\\r``; a blank line is an error, not a skipped row;
+- fields may be quoted as in RFC 4180 (``"clip,take2"``, ``""`` for a quote inside), and a quoted
+  field may hold line breaks; line numbers in errors count physical lines, the line a row
+  starts on;
+- an empty field is a missing value (allowed only where the layouts above say so);
+- whitespace: numeric fields may have spaces around them (the official reader's ``int()`` and
+  ``float()`` accept them), a field of only spaces is not a number; the video id is kept
+  exactly as written, and one with leading or trailing whitespace is an error, because the
+  official reader would silently take ``" v"`` for a video other than ``"v"``;
+- integer fields (timestamp, action id, person id) accept integral floats (``0902.0``, ``12.0``),
+  although the official reader's ``int()`` rejects them, and must be at most `MAX_INTEGER`.
+
+The writers quote what needs quoting (a video id with a comma, a quote or a line break), refuse
+what the reader would refuse (an empty video id, one with surrounding whitespace, a negative
+timestamp), and write numbers that Python's ``int()`` / ``float()`` read, so that everything
+written reads back here and in the official evaluator (Python's ``csv.reader``).
 
 Box rules (`BoxCheck`). ``"strict"`` (the default) rejects a box outside [0, 1] (beyond the
 tolerance) or inverted (x1 > x2 or y1 > y2). ``"official"`` accepts every row the official
@@ -27,16 +48,20 @@ as soon as a detection of its class is on its frame.
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
-from collections.abc import Iterator, Sequence
+import math
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from detection.errors import UserError
+from detection.errors import UserError, shorten
 from detection.utils.atomic import atomic_write
 
 Kind = Literal["groundtruth", "detections", "boxes"]
@@ -60,6 +85,10 @@ _EXTRA = "_extra"
 _BOX_CHECKS = ("strict", "official")
 _LINES_IN_WARNING = 3
 
+MAX_INTEGER = 2**31 - 1
+"""Largest timestamp, action id or person id accepted (a 32-bit int: no real file comes near,
+and a larger id would make per-class lookups by id huge)."""
+
 
 class AvaCsvError(UserError, ValueError):
     """A malformed AVA CSV file; the message names the file, the 1-based line and what was
@@ -75,9 +104,10 @@ def read_ava_csv(path: str | Path, *, kind: Kind, box_check: BoxCheck = "strict"
     (float64; NaN where a boxes file has no score) for detections and boxes, or ``person_id``
     (int64, -1 where absent) for ground truth.
 
-    Raises `AvaCsvError` at the first malformed row: wrong column count, empty line, a
-    timestamp, action id or person id that is not a non-negative integer, a missing value, a
-    non-finite coordinate or score, and under ``box_check="strict"`` a coordinate outside
+    Raises `AvaCsvError` at the first malformed row: bytes that are not UTF-8, wrong column
+    count, empty line, a video id that is empty or has surrounding whitespace, a timestamp,
+    action id or person id that is not a non-negative integer up to `MAX_INTEGER`, a missing
+    value, a non-finite coordinate or score, and under ``box_check="strict"`` a coordinate outside
     [0, 1] (beyond `BOX_TOLERANCE`), x1 > x2 or y1 > y2 (see the module's "Box rules" for
     ``"official"``, which keeps those rows and warns once).
     """
@@ -121,20 +151,22 @@ def _read_checked(path: str | Path, kind: Kind, box_check: BoxCheck) -> pd.DataF
         return _empty_frame(names)
     except OSError as e:
         raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
-    except ValueError:
+    except (ValueError, OverflowError):
+        # Also a UnicodeDecodeError, or an integer beyond int64 (OverflowError).
         if isinstance(source, io.BytesIO):
             source.seek(0)
         try:
             frame = _parse(source, names, integers=False)
-        except ValueError:
+        except (ValueError, OverflowError):
             data = _read_bytes(path) if data is None else data
-            _check_column_counts(data, path, allowed)
-            raise _first_non_numeric(data, path, names) from None
+            starts = _check_column_counts(data, path, allowed)
+            raise _first_non_numeric(data, path, names, starts) from None
     problem = _first_problem(frame, kind, box_check)
     if problem is not None:
-        _check_column_counts(_read_bytes(path) if data is None else data, path, allowed)
+        data = _read_bytes(path) if data is None else data
+        starts = _check_column_counts(data, path, allowed)
         row, message = problem
-        raise AvaCsvError(f"{path}:{row + 1}: {message}")
+        raise AvaCsvError(f"{path}:{_line_of_row(row, starts)}: {message}")
 
     frame = frame.drop(columns=_EXTRA)
     for name in ("timestamp", "action_id", "person_id"):
@@ -147,13 +179,25 @@ def _parse(source: io.BytesIO | Path, names: list[str], *, integers: bool) -> pd
     """pandas' C parser with our column names plus `_EXTRA`, which catches rows with one field
     too many (more make pandas raise). Only "" counts as missing, so a video id such as "NA"
     stays a string."""
-    return pd.read_csv(source, **_parser_options(names, integers))
+    with warnings.catch_warnings():
+        # pandas warns when it casts "inf" towards an int64 column; that row is reported by
+        # the checks, as one error naming its line.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return pd.read_csv(source, **_parser_options(names, integers))
 
 
 def _parse_pieces(path: Path, names: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """`_parse` (integer columns as integers) in pieces of `chunk_rows` rows."""
     with pd.read_csv(path, chunksize=chunk_rows, **_parser_options(names, True)) as reader:
-        yield from reader
+        while True:
+            # As in `_parse`, only around pandas: the caller's own warnings stay on between
+            # pieces.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                piece = next(reader, None)
+            if piece is None:
+                return
+            yield piece
 
 
 def _parser_options(names: list[str], integers: bool) -> dict[str, Any]:
@@ -209,7 +253,7 @@ def iter_ava_csv(
             finished = True
     except pd.errors.EmptyDataError:
         finished = True
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
     if not finished:
         # The fast piecewise parse failed: the whole-file reader raises the exact error, or,
@@ -264,23 +308,78 @@ def _unnormalized_rows(frame: pd.DataFrame, kind: Kind) -> np.ndarray:
 
 def read_excluded_timestamps(path: str | Path) -> set[tuple[str, int]]:
     """Read an excluded-timestamps CSV (``video_id,timestamp`` per line, e.g. ``5BDj0ow5hnA,1038``)
-    into a set of (video_id, timestamp) pairs."""
+    into a set of (video_id, timestamp) pairs, in the dialect of the module's docstring."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
     excluded: set[tuple[str, int]] = set()
-    for line_no, line in enumerate(lines, start=1):
-        fields = line.strip().split(",")
-        if len(fields) != 2 or not fields[0]:
-            raise AvaCsvError(f"{path}:{line_no}: expected 'video_id,timestamp', got {line!r}")
-        if not fields[1].isdigit():
+    for line, fields in _csv_records(_read_bytes(path), path):
+        if len(fields) != 2:
+            got = "an empty line" if not fields else repr(shorten(",".join(fields)))
+            raise AvaCsvError(f"{path}:{line}: expected 'video_id,timestamp', got {got}")
+        video_id, text = fields
+        problem = _video_id_problem(video_id)
+        if problem is not None:
+            raise AvaCsvError(f"{path}:{line}: {problem}")
+        timestamp = _parse_integer(text)
+        if timestamp is None:
             raise AvaCsvError(
-                f"{path}:{line_no}: timestamp {fields[1]!r} is not a non-negative integer"
+                f"{path}:{line}: timestamp {shorten(text)!r} is not a non-negative integer "
+                f"(at most {MAX_INTEGER})"
             )
-        excluded.add((fields[0], int(fields[1])))
+        excluded.add((video_id, timestamp))
     return excluded
+
+
+def write_excluded_timestamps(path: str | Path, excluded: Iterable[tuple[str, int]]) -> None:
+    """Write (video_id, timestamp) pairs as an excluded-timestamps CSV, sorted, atomically."""
+    lines = [f"{_csv_video_id(v)},{_csv_timestamp(t)}\n" for v, t in sorted(excluded)]
+    with atomic_write(path, newline="") as f:
+        f.write("".join(lines))
+
+
+def write_ava_csv(
+    path: str | Path, frame: pd.DataFrame, *, kind: Kind, box_check: BoxCheck = "strict"
+) -> None:
+    """Write `frame`, in `read_ava_csv`'s layout for `kind`, as an AVA CSV file, atomically.
+
+    Reading the file back with ``read_ava_csv(path, kind=kind, box_check=box_check)`` gives an
+    equal frame: floats are written with Python's shortest exact repr, timestamps zero-padded to
+    4 digits; an action id of -1 is an empty field (ground truth, boxes); a person id of -1 (ground
+    truth) or a NaN score (boxes) leaves the 8th field out; a ground-truth row whose four box
+    coordinates are NaN gets four empty fields. A row the reader would refuse raises
+    ValueError naming it, and nothing is written.
+    """
+    if kind not in _COLUMN_COUNTS:
+        raise ValueError(f"kind must be one of {sorted(_COLUMN_COUNTS)}, got {kind!r}")
+    names = ["video_id", *_NUMERIC_COLUMNS, _LAST_COLUMN[kind]]
+    missing = [n for n in names if n not in frame]
+    if missing:
+        raise ValueError(f"frame has no column {missing[0]!r} (a {kind} file needs {names})")
+    checked = frame[names].reset_index(drop=True)
+    checked[_EXTRA] = np.nan
+    if kind != "detections":
+        # The reader's "missing" is NaN, not -1.
+        checked["action_id"] = checked["action_id"].where(checked["action_id"] != -1)
+    if kind == "groundtruth":
+        checked["person_id"] = checked["person_id"].where(checked["person_id"] != -1)
+    problem = _first_problem(checked, kind, box_check)
+    if problem is not None:
+        row, message = problem
+        raise ValueError(f"row {row} cannot be written as a {kind} row: {message}")
+
+    lines = []
+    for video_id, timestamp, x1, y1, x2, y2, action, last in frame[names].itertuples(index=False):
+        box = ",".join("" if math.isnan(c) else repr(float(c)) for c in (x1, y1, x2, y2))
+        action_text = "" if action == -1 else str(int(action))
+        line = f"{_csv_video_id(video_id)},{_csv_timestamp(timestamp)},{box},{action_text}"
+        if kind == "detections":
+            line += f",{float(last)!r}"
+        elif kind == "groundtruth" and last != -1:
+            line += f",{int(last)}"
+        elif kind == "boxes" and not math.isnan(last):
+            line += f",{float(last)!r}"
+        lines.append(line + "\n")
+    with atomic_write(path, newline="") as f:
+        f.write("".join(lines))
 
 
 def write_detections(
@@ -304,7 +403,9 @@ def write_detections(
     Rows go box by box, and for each box class by class, like PySlowFast's writer. Timestamps are
     zero-padded to 4 digits and boxes written with 3 decimals, as in the AVA files; scores get 6
     decimals rather than PySlowFast's 4 so that fewer scores tie (ties make AP depend on an
-    arbitrary order, see `frame_map`).
+    arbitrary order, see `frame_map`). A video id with a comma, quote or line break is quoted;
+    an empty one, one with surrounding whitespace, or a timestamp outside 0..`MAX_INTEGER` (which
+    the reader would refuse) raises ValueError before anything is written.
     """
     boxes = np.asarray(boxes, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -324,6 +425,11 @@ def write_detections(
         raise ValueError(f"box {row} = {boxes[row].tolist()} is not normalized to [0, 1]")
     if not np.isfinite(scores).all():
         raise ValueError("scores must be finite")
+    if ((action_array < 1) | (action_array > MAX_INTEGER)).any():
+        raise ValueError(f"action ids must lie in 1..{MAX_INTEGER}, got {action_array.tolist()}")
+    # Checked (and quoted) once per video, and every timestamp, before the file is opened.
+    written_ids = {v: _csv_video_id(v) for v in dict.fromkeys(video_ids)}
+    written_timestamps = [_csv_timestamp(t) for t in timestamps]
 
     with atomic_write(path, newline="") as f:
         # A block of boxes at a time: the text of a whole test split (tens of millions of
@@ -332,7 +438,11 @@ def write_detections(
             block = slice(start, start + _BOXES_PER_WRITE)
             f.write(
                 _detection_rows(
-                    video_ids[block], timestamps[block], boxes[block], scores[block], action_array
+                    [written_ids[v] for v in video_ids[block]],
+                    written_timestamps[block],
+                    boxes[block],
+                    scores[block],
+                    action_array,
                 )
             )
 
@@ -342,20 +452,77 @@ _BOXES_PER_WRITE = 10_000
 
 def _detection_rows(
     video_ids: Sequence[str],
-    timestamps: Sequence[int],
+    timestamps: Sequence[str],
     boxes: np.ndarray,
     scores: np.ndarray,
     action_ids: np.ndarray,
 ) -> str:
-    """CSV text for [K] boxes x [C] classes, box by box."""
+    """CSV text for [K] boxes x [C] classes, box by box (video ids and timestamps as written)."""
     actions = [f",{a}," for a in action_ids.tolist()]
     lines: list[str] = []
     for video, timestamp, (x1, y1, x2, y2), box_scores in zip(
         video_ids, timestamps, boxes.tolist(), scores.tolist(), strict=True
     ):
-        prefix = f"{video},{int(timestamp):04d},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f}"
+        prefix = f"{video},{timestamp},{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f}"
         lines.extend(f"{prefix}{a}{s:.6f}\n" for a, s in zip(actions, box_scores, strict=True))
     return "".join(lines)
+
+
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def _csv_video_id(video_id: str) -> str:
+    """`video_id` as a CSV field (quoted as Python's csv module quotes it, when it must be);
+    ValueError for one the reader refuses."""
+    problem = _video_id_problem(video_id)
+    if problem is not None:
+        raise ValueError(f"cannot write {problem}")
+    if _NEEDS_QUOTES.search(video_id):
+        return '"' + video_id.replace('"', '""') + '"'
+    return video_id
+
+
+def _csv_timestamp(timestamp: int) -> str:
+    """A timestamp zero-padded to 4 digits; ValueError outside 0..MAX_INTEGER (``-005`` would
+    not read back)."""
+    value = int(timestamp)
+    if value != timestamp or not 0 <= value <= MAX_INTEGER:
+        raise ValueError(f"timestamp {timestamp!r} is not an integer in 0..{MAX_INTEGER}")
+    return f"{value:04d}"
+
+
+def _video_id_problem(video_id: object) -> str | None:
+    """What is wrong with a video id as read or to be written, or None."""
+    if not isinstance(video_id, str) or not video_id:
+        return "empty video id"
+    if video_id != video_id.strip():
+        return (
+            f"video id {shorten(video_id)!r} has leading or trailing whitespace (it would "
+            "silently name another video)"
+        )
+    return None
+
+
+def _parse_integer(text: str) -> int | None:
+    """An integer field as the CSV reader takes it (surrounding whitespace and integral floats
+    such as "0902.0" accepted), or None unless it is an integer in 0..MAX_INTEGER."""
+    if "_" in text:  # Python's float() reads "1_000"; the CSV reader (pandas) does not.
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value != math.floor(value) or not 0 <= value <= MAX_INTEGER:
+        return None
+    return int(value)
+
+
+def read_ava_text(path: str | Path) -> str:
+    """The text of an AVA annotation file in this module's dialect: UTF-8 with any byte-order
+    mark removed (for the space-separated frame lists, which share the encoding rules);
+    `AvaCsvError` naming the file, and the line of the first byte that is not UTF-8."""
+    path = Path(path)
+    return _decode(_read_bytes(path), path)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -363,6 +530,40 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise AvaCsvError(f"cannot read {path}: {e.strerror}") from e
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """`data` as text without its byte-order mark; AvaCsvError naming the line of the first
+    byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise AvaCsvError(
+            f"{path}:{_line_at(data, e.start)}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
+            "AVA CSV files are UTF-8"
+        ) from None
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    """1-based physical line of byte `offset` (lines end with \\n, \\r\\n or \\r)."""
+    head = data[:offset]
+    return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
+
+
+def _csv_records(data: bytes, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, fields) of every row, by Python's csv module: the dialect's
+    definition, used for small files and to find lines in files with quotes or lone \\r."""
+    reader = csv.reader(io.StringIO(_decode(data, path), newline=""))
+    previous = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # an unterminated quote, a field over the csv module's limit
+            raise AvaCsvError(f"{path}:{previous + 1}: {e}") from None
+        yield previous + 1, fields
+        previous = reader.line_num
 
 
 def _empty_frame(names: list[str]) -> pd.DataFrame:
@@ -376,9 +577,26 @@ def _empty_frame(names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({n: pd.Series(dtype=dtypes.get(n, np.float64)) for n in names})
 
 
-def _check_column_counts(data: bytes, path: Path, allowed: tuple[int, ...]) -> None:
-    """Count the fields of every line from the raw bytes (commas per line), so that a short
-    line is told apart from a line with empty fields, and blank lines are caught."""
+def _line_of_row(row: int, starts: np.ndarray | None) -> int:
+    """The physical line of 0-based row `row` (`starts` from `_check_column_counts`)."""
+    return int(starts[row]) if starts is not None and row < len(starts) else row + 1
+
+
+def _check_column_counts(data: bytes, path: Path, allowed: tuple[int, ...]) -> np.ndarray | None:
+    """Check the field count of every row, so that a short row is told apart from a row with
+    empty fields, and blank lines are caught.
+
+    Returns the first physical line of each row [R], or None when row i is line i + 1. Counted
+    from the raw bytes (commas per line) unless the file has quotes or lone \\r line ends; then
+    by the csv module, which knows quoted commas and line breaks.
+    """
+    if b'"' in data or data.count(b"\r") != data.count(b"\r\n"):
+        starts = []
+        for start, record in _csv_records(data, path):
+            if len(record) not in allowed:
+                _raise_column_count(path, start, len(record), ",".join(record), allowed)
+            starts.append(start)
+        return np.array(starts, dtype=np.int64)
     buf = np.frombuffer(data, dtype=np.uint8)
     line_ends = np.flatnonzero(buf == ord("\n"))
     if not data.endswith(b"\n"):
@@ -390,24 +608,35 @@ def _check_column_counts(data: bytes, path: Path, allowed: tuple[int, ...]) -> N
         line = int(bad[0])
         start = int(line_ends[line - 1]) + 1 if line else 0
         text = data[start : int(line_ends[line])].decode("utf-8", "replace").rstrip("\r")
-        expected = " or ".join(str(n) for n in allowed)
-        got = "an empty line" if not text.strip() else f"{fields[line]} in {text!r}"
-        raise AvaCsvError(
-            f"{path}:{line + 1}: expected {expected} comma-separated fields, got {got}"
-        )
+        _raise_column_count(path, line + 1, int(fields[line]), text, allowed)
+    return None
 
 
-def _first_non_numeric(data: bytes, path: Path, names: list[str]) -> AvaCsvError:
+def _raise_column_count(
+    path: Path, line: int, count: int, text: str, allowed: tuple[int, ...]
+) -> None:
+    expected = " or ".join(str(n) for n in allowed)
+    got = "an empty line" if not text.strip() else f"{count} in {shorten(text)!r}"
+    raise AvaCsvError(f"{path}:{line}: expected {expected} comma-separated fields, got {got}")
+
+
+def _first_non_numeric(
+    data: bytes, path: Path, names: list[str], starts: np.ndarray | None
+) -> AvaCsvError:
     """The error for the first field that is not a number (looked for once the fast parse
     failed, which does not say where)."""
-    text = pd.read_csv(
-        io.BytesIO(data),
-        header=None,
-        names=names,
-        dtype=str,
-        keep_default_na=False,
-        skip_blank_lines=False,
-    )
+    _decode(data, path)  # bytes that are not UTF-8 are named first
+    try:
+        text = pd.read_csv(
+            io.BytesIO(data),
+            header=None,
+            names=names,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+        )
+    except ValueError as e:
+        return AvaCsvError(f"{path}: could not be parsed as an AVA CSV file ({shorten(str(e))})")
     first: tuple[int, str, str] | None = None
     for name in names[1:]:
         values = text[name]
@@ -417,7 +646,9 @@ def _first_non_numeric(data: bytes, path: Path, names: list[str]) -> AvaCsvError
     if first is None:
         return AvaCsvError(f"{path}: could not be parsed as an AVA CSV file")
     row, name, value = first
-    return AvaCsvError(f"{path}:{row + 1}: {name} {value!r} is not a number")
+    return AvaCsvError(
+        f"{path}:{_line_of_row(row, starts)}: {name} {shorten(value)!r} is not a number"
+    )
 
 
 def _first_problem(
@@ -434,12 +665,19 @@ def _first_problem(
 
     check(frame[_EXTRA].notna().to_numpy(), "too many fields")
     check(frame["video_id"].isna().to_numpy(), "empty video id")
+    # Checked once per distinct video id (a few hundred), not per row (millions).
+    codes, videos = pd.factorize(frame["video_id"].to_numpy(object))
+    padded = [i for i, v in enumerate(videos) if _video_id_problem(v) is not None]
+    if padded:
+        row = int(np.flatnonzero(np.isin(codes, padded))[0])
+        problems.append((row, str(_video_id_problem(videos[codes[row]]))))
     ts = frame["timestamp"].to_numpy()
     check(np.isnan(ts), "missing timestamp")
     check(
         ~np.isnan(ts) & ((ts < 0) | (ts != np.floor(ts))),
         "timestamp {timestamp} is not a non-negative integer",
     )
+    check(ts > MAX_INTEGER, f"timestamp {{timestamp}} is larger than {MAX_INTEGER}")
 
     x1, y1, x2, y2 = (frame[c].to_numpy() for c in BOX_COLUMNS)
     missing = [np.isnan(c) for c in (x1, y1, x2, y2)]
@@ -475,6 +713,7 @@ def _first_problem(
             ~np.isnan(action) & ((action != np.floor(action)) | (action < allowed_minimum)),
             f"action id {{action_id}} is not an integer >= {allowed_minimum}",
         )
+        check(action > MAX_INTEGER, f"action id {{action_id}} is larger than {MAX_INTEGER}")
 
     if "score" in frame:
         score = frame["score"].to_numpy()
@@ -488,5 +727,6 @@ def _first_problem(
                 ~np.isnan(person) & ((person != np.floor(person)) | (person < 0)),
                 "person id {person_id} is not a non-negative integer",
             )
+            check(person > MAX_INTEGER, f"person id {{person_id}} is larger than {MAX_INTEGER}")
 
     return min(problems, key=lambda p: p[0]) if problems else None

@@ -31,8 +31,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from detection.ava.csv_io import read_ava_csv
-from detection.errors import UserError
+from detection.ava.csv_io import AvaCsvError, read_ava_csv, read_ava_text
+from detection.errors import UserError, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +140,17 @@ def group_keyframes(rows: pd.DataFrame, valid_seconds: range) -> list[Keyframe]:
 def read_frame_lists(paths: Sequence[str | Path], frame_dir: str | Path) -> dict[str, list[Path]]:
     """PySlowFast frame lists (header, then ``original_id video_idx frame_idx path labels``,
     space separated) -> {video_id: frame paths under `frame_dir`, index = frame number}.
-    A malformed row raises `AnnotationError` naming the file and line."""
+
+    The encoding and line ends are those of every AVA file (`detection.ava.csv_io`: UTF-8, a
+    byte-order mark skipped, ``\n``, ``\r\n`` or ``\r``); fields are separated by runs of
+    whitespace, so they hold none, and blank lines are skipped. A malformed row raises
+    `AnnotationError` naming the file and line (bytes that are not UTF-8: `AvaCsvError`)."""
     frames: dict[str, list[Path]] = {}
     for path in paths:
         try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as e:
-            raise AnnotationError(f"cannot read frame list {path}: {e.strerror}") from e
+            lines = read_ava_text(path).splitlines()
+        except AvaCsvError as e:
+            raise AnnotationError(f"frame list: {e}") from e
         for line_no, line in enumerate(lines[1:], start=2):
             parts = line.split()
             if not parts:
@@ -158,10 +162,12 @@ def read_frame_lists(paths: Sequence[str | Path], frame_dir: str | Path) -> dict
                 )
             video_id, _, frame_id, rel_path, _ = parts
             video_frames = frames.setdefault(video_id, [])
-            if not frame_id.isdigit() or int(frame_id) != len(video_frames):
+            # isascii: str.isdigit() is true of digits such as "²" that int() refuses.
+            in_order = frame_id.isascii() and frame_id.isdigit()
+            if not in_order or int(frame_id) != len(video_frames):
                 raise AnnotationError(
-                    f"{path}:{line_no}: frame_id {frame_id!r} of {video_id} is out of order "
-                    f"(expected {len(video_frames)})"
+                    f"{path}:{line_no}: frame_id {shorten(frame_id)!r} of {shorten(video_id)} is "
+                    f"out of order (expected {len(video_frames)})"
                 )
             video_frames.append(Path(frame_dir) / rel_path)
     return frames

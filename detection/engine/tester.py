@@ -3,21 +3,41 @@
 Outputs in OUTPUT_DIR (rank 0 only): `detections.csv` (official AVA detections format, one row
 per box and action) and `metrics.json`: frame-mAP under both protocols of
 `detection.evaluation.frame_map`, ``{"official": {"mAP", "per_class"}, "pyslowfast": {"mAP",
-"per_class"}}``, both computed from detections.csv, so that ``tools/eval_ava.py --protocol P``
-on that file gives the same numbers.
+"per_class"}}`` (per_class keyed by class name, unique in a label map), both computed from
+detections.csv, so that ``tools/eval_ava.py --protocol P`` on that file gives the same numbers.
+
+The two files are one result set. The label map, ground truth and excluded timestamps are read
+and checked (`check_evaluation_inputs`) before the model runs, so a bad input costs no
+inference and leaves the previous set alone; both files are then written as hidden
+temporaries (named as `detection.utils.atomic` names them) and renamed into place at the end,
+old metrics.json first removed, so that a run killed at any point leaves either the old pair,
+the new pair, or new detections without metrics, never new detections beside old metrics.
+Temporaries left by killed runs are removed at the start of the next run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from detection.ava.csv_io import read_ava_csv, read_excluded_timestamps, write_detections
+from detection.ava.labelmap import LabelMap, read_labelmap
+from detection.errors import UserError
+from detection.evaluation.frame_map import (
+    check_groundtruth,
+    evaluate_protocols,
+    write_results_json,
+)
 from detection.utils.device import resolve_device
 
 from . import distributed as du
@@ -120,6 +140,55 @@ def predict(
     )
 
 
+class EvaluationInputError(UserError, ValueError):
+    """The evaluation inputs do not fit the model; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class EvaluationInputs:
+    """What the test split is scored against, read and checked once.
+
+    Attributes:
+        labelmap: the evaluated classes (AVA.LABEL_MAP_FILE), every id within the model's
+            1..MODEL.NUM_CLASSES.
+        groundtruth: AVA.GROUNDTRUTH_FILE as ``read_ava_csv(kind="groundtruth")`` gives it (with
+            the reference evaluators' box rules, as `evaluate_protocols` reads it).
+        excluded: (video_id, timestamp) pairs of AVA.EXCLUSION_FILE (empty when unset).
+    """
+
+    labelmap: LabelMap
+    groundtruth: pd.DataFrame
+    excluded: frozenset[tuple[str, int]]
+
+
+def check_evaluation_inputs(cfg: CfgNode) -> EvaluationInputs:
+    """Read and check the label map, ground truth and excluded timestamps of `cfg`.
+
+    Raises a `UserError` naming the file: unreadable or malformed files, a label-map id above
+    MODEL.NUM_CLASSES (the model has no score for it; e.g. the 80-class map with a 5-class
+    model), or nothing left to evaluate (`frame_map.EvaluationError`). Meant to run before any
+    inference or training, so such a mistake costs nothing.
+    """
+    labelmap_path = annotation_file(cfg, cfg.AVA.LABEL_MAP_FILE)
+    labelmap = read_labelmap(labelmap_path)
+    num_classes = cfg.MODEL.NUM_CLASSES
+    beyond = [i for i in labelmap.ids if i > num_classes]
+    if beyond:
+        raise EvaluationInputError(
+            f"{labelmap_path} (AVA.LABEL_MAP_FILE): action id {beyond[0]} "
+            f"({labelmap.names[beyond[0]]!r}) is above MODEL.NUM_CLASSES = {num_classes}, and "
+            f"the model scores only ids 1..{num_classes} ({len(beyond)} of its {len(labelmap)} "
+            "classes are beyond); use the label map of the model's classes"
+        )
+    groundtruth_path = annotation_file(cfg, cfg.AVA.GROUNDTRUTH_FILE)
+    groundtruth = read_ava_csv(groundtruth_path, kind="groundtruth", box_check="official")
+    excluded: frozenset[tuple[str, int]] = frozenset()
+    if cfg.AVA.EXCLUSION_FILE:
+        excluded = frozenset(read_excluded_timestamps(annotation_file(cfg, cfg.AVA.EXCLUSION_FILE)))
+    check_groundtruth(labelmap, groundtruth, excluded, source=str(groundtruth_path))
+    return EvaluationInputs(labelmap, groundtruth, excluded)
+
+
 def annotation_file(cfg: CfgNode, name: str) -> Path:
     """`name` under DATA.PATH_TO_DATA_DIR/AVA.ANNOTATION_DIR (absolute paths are kept)."""
     path = Path(name)
@@ -139,38 +208,42 @@ def evaluate_model(
 ) -> dict:
     """Score the test split on every rank, then on rank 0 write the CSV and the metrics.
 
-    Every rank returns the same {protocol: {"mAP": float | None, "per_class": {name: AP}}}
-    for the protocols "official" and "pyslowfast" (the layout of metrics.json). Rank 0 also
-    logs an "eval" record with both and the TensorBoard scalars eval/mAP_official and
-    eval/mAP_pyslowfast.
+    Every rank returns the same {protocol: {"mAP": float, "per_class": {name: AP}}} for the
+    protocols "official" and "pyslowfast" (the layout of metrics.json). Rank 0 also logs an
+    "eval" record with both and the TensorBoard scalars eval/mAP_official and
+    eval/mAP_pyslowfast. The evaluation inputs are checked first, on every rank (so that all
+    ranks stop together), before any inference; see the module docstring for how the two files
+    are written.
     """
-    from detection.ava.csv_io import write_detections
-    from detection.evaluation.frame_map import evaluate_protocols, write_results_json
-
+    inputs = check_evaluation_inputs(cfg)
+    out = Path(cfg.OUTPUT_DIR)
+    if du.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
     local = predict(model, loader, device, dtype)
     gathered = du.all_gather_objects(local)
     summary = None
     if du.is_main_process():
         num_classes = cfg.MODEL.NUM_CLASSES
         preds = Predictions.concatenate(gathered, num_classes).unique_sorted()
-        out = Path(cfg.OUTPUT_DIR)
-        out.mkdir(parents=True, exist_ok=True)
-        write_detections(
-            out / DETECTIONS_FILE,
-            preds.video_ids,
-            preds.timestamps,
-            preds.boxes,
-            preds.scores,
-            list(range(1, num_classes + 1)),
-        )
-        excluded = annotation_file(cfg, cfg.AVA.EXCLUSION_FILE) if cfg.AVA.EXCLUSION_FILE else None
-        results = evaluate_protocols(
-            annotation_file(cfg, cfg.AVA.LABEL_MAP_FILE),
-            annotation_file(cfg, cfg.AVA.GROUNDTRUTH_FILE),
-            out / DETECTIONS_FILE,
-            excluded,
-        )
-        write_results_json(out / METRICS_FILE, results)
+        detections, metrics = _temporary(out, DETECTIONS_FILE), _temporary(out, METRICS_FILE)
+        try:
+            write_detections(
+                detections,
+                preds.video_ids,
+                preds.timestamps,
+                preds.boxes,
+                preds.scores,
+                list(range(1, num_classes + 1)),
+            )
+            results = evaluate_protocols(
+                inputs.labelmap, inputs.groundtruth, detections, inputs.excluded
+            )
+            write_results_json(metrics, results)
+            replace_together([(detections, out / DETECTIONS_FILE), (metrics, out / METRICS_FILE)])
+        finally:
+            for path in (detections, metrics):
+                path.unlink(missing_ok=True)
         summary = {name: r.summary() for name, r in results.items()}
         logger.info(
             "frame-mAP on %d boxes: %s",
@@ -183,6 +256,40 @@ def evaluate_model(
                 for name, r in results.items():
                     log.scalar(f"eval/mAP_{name}", r.mAP, epoch + 1)
     return du.broadcast_object(summary)
+
+
+def _temporary(folder: Path, name: str) -> Path:
+    """A new empty hidden file beside `folder / name`, named as `atomic_write` names its
+    temporaries (``.{name}.XXXX.tmp``), so that `remove_stale_temporaries` knows it."""
+    fd, path = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(path)
+
+
+def replace_together(moves: list[tuple[Path, Path]]) -> None:
+    """Rename each (temporary, final) pair, as one result set: every final file is removed
+    first, then the temporaries renamed in order, so that an interruption leaves a subset of
+    the new files and none of the old ones (each rename is atomic; the set is not). Put the file
+    that describes the others (metrics.json) last."""
+    for _, final in moves:
+        final.unlink(missing_ok=True)
+    for temporary, final in moves:
+        os.replace(temporary, final)
+
+
+def remove_stale_temporaries(
+    folder: Path, names: tuple[str, ...] = (DETECTIONS_FILE, METRICS_FILE)
+) -> list[Path]:
+    """Remove the hidden temporaries of `names` in `folder` that killed runs left (``.NAME.*.tmp``,
+    and the atomic writer's own temporaries of those, ``..NAME.*.tmp``); returns them. Two runs
+    must not share an OUTPUT_DIR at the same time (each would remove the other's)."""
+    pattern = re.compile(r"\.\.?(?:" + "|".join(re.escape(n) for n in names) + r")\..+\.tmp")
+    stale = [p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        logger.info("removed %d temporaries left by an interrupted run in %s", len(stale), folder)
+    return stale
 
 
 def weights_to_test(cfg: CfgNode) -> str:

@@ -51,13 +51,17 @@ IoU is shared by several boxes.
 
 Boxes outside [0, 1] and inverted detection boxes are scored as both reference evaluators score
 them (see `detection.ava.csv_io`, ``box_check="official"``) unless `strict` is set.
+
+Nothing to evaluate is an error (`EvaluationError`), not a NaN mAP: no ground-truth box of a
+label-map class left after the exclusions. Per-class results are keyed by class name, which the
+label map guarantees unique (`detection.ava.labelmap`), with `FrameMapResult.class_ids` giving
+each name's id.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +79,7 @@ from detection.ava.csv_io import (
     read_excluded_timestamps,
 )
 from detection.ava.labelmap import LabelMap, read_labelmap
+from detection.errors import UserError, shorten
 from detection.structures.boxes import paired_iou
 from detection.utils.atomic import atomic_write
 
@@ -84,6 +89,10 @@ FramesWithoutGroundtruth = Literal["false_positive", "ignore"]
 Protocol = Literal["official", "pyslowfast"]
 PROTOCOLS: tuple[Protocol, ...] = ("official", "pyslowfast")
 """The protocols `evaluate` knows, the official one first."""
+
+
+class EvaluationError(UserError, ValueError):
+    """The inputs leave nothing to evaluate; the message names the files."""
 
 
 @dataclass
@@ -107,17 +116,13 @@ class FrameMapResult:
     """Detections (after the cap) on frames with no ground truth."""
 
     def to_dict(self) -> dict[str, object]:
-        """``{"protocol": str, "mAP": float | None, "per_class": {name: ap}}``, the JSON written
-        by `to_json` (mAP None when nothing has ground truth)."""
+        """``{"protocol": str, "mAP": float, "per_class": {name: ap}}``, the JSON written by
+        `to_json`."""
         return {"protocol": self.protocol, **self.summary()}
 
     def summary(self) -> dict[str, object]:
-        """``{"mAP": float | None, "per_class": {name: ap}}``."""
-        # With no ground truth at all mAP is NaN, which is not JSON: null instead.
-        return {
-            "mAP": None if math.isnan(self.mAP) else self.mAP,
-            "per_class": dict(self.per_class),
-        }
+        """``{"mAP": float, "per_class": {name: ap}}`` (class names are unique in a label map)."""
+        return {"mAP": self.mAP, "per_class": dict(self.per_class)}
 
     def to_json(self, path: str | Path) -> None:
         """Write `to_dict` as JSON, atomically (temporary file beside it, then renamed)."""
@@ -246,7 +251,9 @@ class _Inputs:
         box_check: BoxCheck = "strict" if strict else "official"
         if not isinstance(labelmap, LabelMap):
             labelmap = read_labelmap(labelmap)
+        source = "the ground truth"
         if not isinstance(groundtruth, pd.DataFrame):
+            source = str(groundtruth)
             groundtruth = read_ava_csv(groundtruth, kind="groundtruth", box_check=box_check)
         if isinstance(excluded, str | Path):
             excluded = read_excluded_timestamps(excluded)
@@ -259,6 +266,8 @@ class _Inputs:
         det = _DetectionColumns.load(detections, ids, box_check)
         gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
         gt_keep = ~np.isin(gt_key, excluded_keys)
+        if not gt_keep.any():
+            raise EvaluationError(_nothing_to_evaluate(labelmap, source, groundtruth, len(gt)))
         person = gt["person_id"].to_numpy() if "person_id" in gt else np.full(len(gt), -1)
         return cls(
             labelmap=labelmap,
@@ -279,6 +288,48 @@ class _Inputs:
         )
 
 
+def check_groundtruth(
+    labelmap: LabelMap,
+    groundtruth: pd.DataFrame,
+    excluded: Iterable[tuple[str, int]] = (),
+    *,
+    source: str = "the ground truth",
+) -> None:
+    """Raise `EvaluationError` (naming `source`, the ground-truth file) when no ground-truth box
+    of a label-map class is left after the exclusions: what `evaluate` refuses, checked without
+    detections. `groundtruth` as ``read_ava_csv(kind="groundtruth")`` gives it."""
+    of_classes = groundtruth[
+        np.isin(groundtruth["action_id"].to_numpy(), labelmap.ids)
+        & groundtruth["x1"].notna().to_numpy()
+    ]
+    frames = pd.MultiIndex.from_arrays([of_classes["video_id"], of_classes["timestamp"]])
+    excluded = list(excluded)
+    if excluded:
+        left = ~frames.isin(excluded)
+    else:
+        left = np.ones(len(frames), dtype=bool)
+    if not left.any():
+        raise EvaluationError(_nothing_to_evaluate(labelmap, source, groundtruth, len(of_classes)))
+
+
+def _nothing_to_evaluate(
+    labelmap: LabelMap, source: str, groundtruth: pd.DataFrame, num_of_classes: int
+) -> str:
+    """Why no ground-truth box is left to evaluate (`num_of_classes`: boxes of label-map
+    classes before the exclusions)."""
+    if num_of_classes:
+        return f"every ground-truth frame of {source} is excluded: nothing to evaluate"
+    with_box = groundtruth["action_id"][groundtruth["x1"].notna()]
+    if with_box.empty:
+        return f"{source} has no ground-truth box: nothing to evaluate"
+    file_ids = shorten(str(sorted(set(with_box.tolist()))))
+    map_ids = shorten(str(labelmap.ids))
+    return (
+        f"no action id of {source} ({file_ids}) is a class of the label map ({map_ids}): "
+        "nothing to evaluate"
+    )
+
+
 def _evaluate(
     inputs: _Inputs,
     protocol: Protocol,
@@ -292,12 +343,17 @@ def _evaluate(
             f"got {frames_without_groundtruth!r}"
         )
     ids = inputs.ids
-    class_of_id = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
-    class_of_id[ids] = np.arange(len(ids))
+    # Class index of an action id, for label-map ids only; by search, since ids can be large.
+    id_order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[id_order]
+
+    def class_of_id(actions: np.ndarray) -> np.ndarray:
+        return id_order[np.searchsorted(sorted_ids, actions)]
+
     det_key, det_frame_order = inputs.det_key, inputs.det_frame_order
     det_score, det_action, det_box = inputs.det_score, inputs.det_action, inputs.det_box
     gt_key, gt_box, gt_action = inputs.gt_key, inputs.gt_box, inputs.gt_action
-    gt_class = class_of_id[gt_action]
+    gt_class = class_of_id(gt_action)
 
     if protocol == "official":
         kept, within_rank = _cap_per_frame(det_frame_order, det_score, det_action, det_box, cap)
@@ -328,7 +384,7 @@ def _evaluate(
     sel_key, sel_frame_order, sel_score, sel_box = (
         a[selected] for a in (det_key, det_frame_order, det_score, det_box)
     )
-    sel_class = class_of_id[det_action[selected]]
+    sel_class = class_of_id(det_action[selected])
 
     num_classes = len(ids)
     det_group, gt_group = sel_key * num_classes + sel_class, gt_key * num_classes + gt_class
@@ -361,7 +417,7 @@ def _evaluate(
         num_tp[name] = int(is_tp[rows].sum())
         if num_gt[c]:
             per_class[name] = average_precision(sel_score[rows], is_tp[rows], int(num_gt[c]))
-    mean_ap = float(np.mean(list(per_class.values()))) if per_class else math.nan
+    mean_ap = float(np.mean(list(per_class.values())))
     return FrameMapResult(
         mAP=mean_ap,
         per_class=per_class,
