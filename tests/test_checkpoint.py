@@ -280,3 +280,63 @@ def test_unreadable_files_are_reported(tmp_path):
     torch.save([1, 2], listed)
     with pytest.raises(CheckpointError, match="expected a dict"):
         read_checkpoint(listed)
+
+
+def _ava_checkpoint(tmp_path: Path, num_classes: int = 80) -> tuple[Path, dict]:
+    """A PySlowFast-format .pyth of the tiny SlowFast with an AVA-sized head whose rows differ
+    (random weights, bias = the action id), and its state dict."""
+    source = _model(0, TINY, "MODEL.NUM_CLASSES", str(num_classes))
+    state = source.state_dict()
+    with torch.no_grad():
+        state["head.projection.bias"].copy_(torch.arange(1, num_classes + 1, dtype=torch.float32))
+    path = tmp_path / "SLOWFAST_AVA.pyth"
+    torch.save({"epoch": 19, "model_state": state}, path)
+    return path, state
+
+
+def test_a_head_of_another_size_is_reinitialized_and_said_so(tmp_path):
+    path, state = _ava_checkpoint(tmp_path)
+    target = _model(1, TINY, "MODEL.NUM_CLASSES", "5")
+    fresh_head = target.head.projection.weight.detach().clone()
+    report = load_checkpoint(path, target, strict=False)
+    assert report.head == "head.projection: checkpoint 80 classes, model 5: re-initialized"
+    assert report.problems() == report.head  # the head's line replaces its shape mismatches
+    assert torch.equal(target.head.projection.weight, fresh_head)
+    assert torch.equal(target.s1.pathway0_stem.conv.weight, state["s1.pathway0_stem.conv.weight"])
+    with pytest.raises(CheckpointError, match=r"checkpoint 80 classes, model 5: re-initialized"):
+        load_checkpoint(path, _model(1, TINY, "MODEL.NUM_CLASSES", "5"))
+
+
+def test_class_map_copies_the_chosen_rows_and_reinitializes_the_others(tmp_path):
+    path, state = _ava_checkpoint(tmp_path)
+    target = _model(1, TINY, "MODEL.NUM_CLASSES", "4")
+    fresh_weight = target.head.projection.weight.detach().clone()
+    fresh_bias = target.head.projection.bias.detach().clone()
+    report = load_checkpoint(path, target, class_map=[(1, 12), (3, 80), (4, 11)])
+    assert report.ok  # strict: the head fits once mapped, everything else matches
+    weight, bias = target.head.projection.weight, target.head.projection.bias
+    for new_id, old_id in [(1, 12), (3, 80), (4, 11)]:
+        assert torch.equal(weight[new_id - 1], state["head.projection.weight"][old_id - 1])
+        assert bias[new_id - 1].item() == old_id
+    assert torch.equal(weight[1], fresh_weight[1]) and bias[1] == fresh_bias[1]
+    assert report.head == (
+        "head.projection: checkpoint 80 classes, model 4: rows copied (new id <- checkpoint id) "
+        "1<-12, 3<-80, 4<-11; 1 re-initialized"
+    )
+    assert "head.projection.weight" in report.loaded
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([(1, 81)], r"class map \[1, 81\]: checkpoint id 81 is not in 1\.\.80 \(.*AVA\.pyth"),
+        ([(6, 3)], r"class map \[6, 3\]: new id 6 is not in 1\.\.5"),
+    ],
+)
+def test_class_map_ids_outside_either_head_are_errors(tmp_path, pairs, expected):
+    path, _ = _ava_checkpoint(tmp_path)
+    target = _model(1, TINY, "MODEL.NUM_CLASSES", "5")
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(path, target, strict=False, class_map=pairs)
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())

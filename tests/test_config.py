@@ -61,22 +61,79 @@ def test_published_configs_set_the_values_that_differ_from_the_defaults():
         assert load_config(str(path)).MODEL.LOSS_FUNC == "bce"
 
 
-def test_unimplemented_loss_in_a_file_is_refused_with_the_reason(tmp_path):
-    path = tmp_path / "softmax.yaml"
-    path.write_text("MODEL:\n  LOSS_FUNC: softmax\n")
+def test_unimplemented_loss_in_a_file_is_refused_with_the_choices(tmp_path):
+    path = tmp_path / "hinge.yaml"
+    path.write_text("MODEL:\n  LOSS_FUNC: hinge\n")
     with pytest.raises(ConfigError) as err:
         load_config(str(path))
     message = str(err.value)
-    assert "softmax.yaml" in message and "MODEL.LOSS_FUNC" in message
-    assert "only 'bce'" in message and "multi-label" in message and "'softmax'" in message
+    assert "hinge.yaml" in message and "MODEL.LOSS_FUNC" in message and "'hinge'" in message
+    assert "'bce'" in message and "'focal'" in message and "'softmax'" in message
+    assert "multi-label" in message and "one action per box" in message
 
 
 def test_unimplemented_loss_override_is_refused_and_can_be_undone(tmp_path):
     with pytest.raises(ConfigError, match=r"command-line override: MODEL\.LOSS_FUNC.*'ce'"):
         load_config(None, ["MODEL.LOSS_FUNC", "ce"])
+    path = tmp_path / "hinge.yaml"
+    path.write_text("MODEL:\n  LOSS_FUNC: hinge\n")
+    assert load_config(str(path), ["MODEL.LOSS_FUNC", "bce"]).MODEL.LOSS_FUNC == "bce"
+
+
+@pytest.mark.parametrize(
+    ("loss", "act"), [("bce", "sigmoid"), ("focal", "none"), ("softmax", "softmax")]
+)
+def test_losses_load_with_a_head_activation_that_fits(loss, act):
+    cfg = load_config(None, ["MODEL.LOSS_FUNC", loss, "MODEL.HEAD_ACT", act])
+    assert (cfg.MODEL.LOSS_FUNC, cfg.MODEL.HEAD_ACT) == (loss, act)
+
+
+def test_softmax_loss_with_a_sigmoid_head_is_refused_naming_both_keys(tmp_path):
     path = tmp_path / "softmax.yaml"
     path.write_text("MODEL:\n  LOSS_FUNC: softmax\n")
-    assert load_config(str(path), ["MODEL.LOSS_FUNC", "bce"]).MODEL.LOSS_FUNC == "bce"
+    with pytest.raises(
+        ConfigError,
+        match=r"softmax\.yaml: MODEL\.LOSS_FUNC 'softmax'.*"
+        r"MODEL\.HEAD_ACT 'sigmoid'.*'softmax'",
+    ):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match=r"command-line override: .*'bce'.*HEAD_ACT 'softmax'"):
+        load_config(None, ["MODEL.HEAD_ACT", "softmax"])
+
+
+@pytest.mark.parametrize(
+    ("opts", "expected"),
+    [
+        (["MODEL.FOCAL_ALPHA", "1.5"], r"MODEL\.FOCAL_ALPHA must be in \[0, 1\] or -1"),
+        (["MODEL.FOCAL_GAMMA", "-1.0"], r"MODEL\.FOCAL_GAMMA must be >= 0"),
+    ],
+)
+def test_focal_parameters_out_of_range_are_refused(opts, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, opts)
+    assert load_config(None, ["MODEL.FOCAL_ALPHA", "-1.0", "MODEL.FOCAL_GAMMA", "0.0"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("[[1, 12], [1, 11]]", "new id 1 is mapped twice"),
+        ("[[4, 12]]", r"new id 4 in \[4, 12\] is not in 1\.\.3 \(MODEL\.NUM_CLASSES\)"),
+        ("[[1, 0]]", r"expected \[new_id, checkpoint_id\] pairs of ids >= 1, got \[1, 0\]"),
+        ("[[1, 2, 3]]", r"expected \[new_id, checkpoint_id\] pairs of ids >= 1, got \[1, 2, 3\]"),
+    ],
+)
+def test_malformed_class_maps_are_refused_naming_the_key(value, expected):
+    opts = ["MODEL.NUM_CLASSES", "3", "TRAIN.CHECKPOINT_FILE_PATH", "ava.pyth"]
+    with pytest.raises(ConfigError, match=r"TRAIN\.CHECKPOINT_CLASS_MAP: " + expected):
+        load_config(None, [*opts, "TRAIN.CHECKPOINT_CLASS_MAP", value])
+    ok = load_config(None, [*opts, "TRAIN.CHECKPOINT_CLASS_MAP", "[[1, 12], [3, 80]]"])
+    assert ok.TRAIN.CHECKPOINT_CLASS_MAP == [[1, 12], [3, 80]]
+
+
+def test_a_class_map_needs_a_checkpoint():
+    with pytest.raises(ConfigError, match=r"CHECKPOINT_CLASS_MAP is set but .*FILE_PATH is empty"):
+        load_config(None, ["TRAIN.CHECKPOINT_CLASS_MAP", "[[1, 12]]"])
 
 
 def test_train_enable_is_not_a_key():

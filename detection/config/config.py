@@ -12,13 +12,21 @@ from .defaults import _C
 
 BASE_KEY = "_BASE_"
 
-# Keys kept because PySlowFast's configs set them, with the one value that is implemented and
-# why: any other value is refused at load time rather than silently ignored.
-_ONLY_VALUE = {
-    "MODEL.LOSS_FUNC": (
-        "bce",
-        "sigmoid binary cross-entropy, what AVA's multi-label actions use",
-    ),
+# Keys whose values are a closed set here, with what each implemented value means: any other
+# value is refused at load time rather than silently ignored (PySlowFast accepts more losses).
+_CHOICES = {
+    "MODEL.LOSS_FUNC": {
+        "bce": "sigmoid binary cross-entropy, what AVA's multi-label actions use",
+        "focal": "sigmoid focal loss, multi-label",
+        "softmax": "cross-entropy over mutually exclusive classes, one action per box",
+    },
+}
+# Eval-time head activations that fit each loss: softmax scores for a softmax-trained head,
+# sigmoid scores for the multi-label losses; "none" (raw logits) fits all of them.
+_HEAD_ACT_FOR_LOSS = {
+    "bce": ("sigmoid", "none"),
+    "focal": ("sigmoid", "none"),
+    "softmax": ("softmax", "none"),
 }
 
 
@@ -73,23 +81,84 @@ def merge_yaml(cfg: CfgNode, path: str) -> CfgNode:
     return cfg
 
 
+def _where(key: str, path: str | None, opts: Sequence[str]) -> str:
+    """Where `key` was set last: the command-line override, else the file."""
+    return "command-line override" if key in opts[::2] else path or "config"
+
+
 def _check_implemented(cfg: CfgNode, path: str | None, opts: Sequence[str]) -> None:
-    """Refuse a value of a key in `_ONLY_VALUE` other than the one implemented, naming where it
-    was set (the override, else the file)."""
-    for key, (value, why) in _ONLY_VALUE.items():
+    """Refuse a value of a key in `_CHOICES` that is not implemented, naming where it was set."""
+    for key, choices in _CHOICES.items():
         section, name = key.split(".")
         got = cfg[section][name]
-        if got != value:
-            where = "command-line override" if key in opts[::2] else path or "config"
-            raise ConfigError(f"{where}: {key}: only {value!r} ({why}) is implemented, got {got!r}")
+        if got not in choices:
+            known = "; ".join(f"{value!r} ({why})" for value, why in choices.items())
+            raise ConfigError(
+                f"{_where(key, path, opts)}: {key}: only {known} are implemented, got {got!r}"
+            )
+
+
+def _check_training(cfg: CfgNode, path: str | None, opts: Sequence[str]) -> None:
+    """Loss vs head activation, focal parameters and TRAIN.CHECKPOINT_CLASS_MAP."""
+    loss, act = cfg.MODEL.LOSS_FUNC, cfg.MODEL.HEAD_ACT
+    if act not in _HEAD_ACT_FOR_LOSS[loss]:
+        key = "MODEL.HEAD_ACT" if "MODEL.HEAD_ACT" in opts[::2] else "MODEL.LOSS_FUNC"
+        raise ConfigError(
+            f"{_where(key, path, opts)}: MODEL.LOSS_FUNC {loss!r} trains scores that "
+            f"MODEL.HEAD_ACT {act!r} does not produce at test time: set MODEL.HEAD_ACT to "
+            f"{' or '.join(map(repr, _HEAD_ACT_FOR_LOSS[loss]))}"
+        )
+    alpha, gamma = cfg.MODEL.FOCAL_ALPHA, cfg.MODEL.FOCAL_GAMMA
+    if not (0.0 <= alpha <= 1.0 or alpha == -1):
+        raise ConfigError(
+            f"{_where('MODEL.FOCAL_ALPHA', path, opts)}: MODEL.FOCAL_ALPHA must be in [0, 1] "
+            f"or -1 (no weighting), got {alpha}"
+        )
+    if gamma < 0:
+        raise ConfigError(
+            f"{_where('MODEL.FOCAL_GAMMA', path, opts)}: MODEL.FOCAL_GAMMA must be >= 0, "
+            f"got {gamma}"
+        )
+    _check_class_map(cfg, _where("TRAIN.CHECKPOINT_CLASS_MAP", path, opts))
+
+
+def _check_class_map(cfg: CfgNode, where: str) -> None:
+    """TRAIN.CHECKPOINT_CLASS_MAP: [new_id, checkpoint_id] pairs of ids >= 1, new ids within
+    MODEL.NUM_CLASSES and each named once, and a checkpoint to take the rows from."""
+    key = "TRAIN.CHECKPOINT_CLASS_MAP"
+    pairs = cfg.TRAIN.CHECKPOINT_CLASS_MAP
+    if not pairs:
+        return
+    if not cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        raise ConfigError(f"{where}: {key} is set but TRAIN.CHECKPOINT_FILE_PATH is empty")
+    seen: set[int] = set()
+    for pair in pairs:
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in pair)
+        ):
+            raise ConfigError(
+                f"{where}: {key}: expected [new_id, checkpoint_id] pairs of ids >= 1, got {pair!r}"
+            )
+        new_id = pair[0]
+        if new_id > cfg.MODEL.NUM_CLASSES:
+            raise ConfigError(
+                f"{where}: {key}: new id {new_id} in {list(pair)} is not in "
+                f"1..{cfg.MODEL.NUM_CLASSES} (MODEL.NUM_CLASSES)"
+            )
+        if new_id in seen:
+            raise ConfigError(f"{where}: {key}: new id {new_id} is mapped twice")
+        seen.add(new_id)
 
 
 def load_config(path: str | None = None, opts: Sequence[str] = ()) -> CfgNode:
     """Defaults, then the YAML file at `path` (if any), then `KEY VALUE` pairs from `opts`.
 
-    Values that are valid in PySlowFast but not implemented here (MODEL.LOSS_FUNC other than
-    "bce") are a `ConfigError`. The result is frozen so that no module changes the run's
-    settings behind the user's back.
+    Values that are valid in PySlowFast but not implemented here (a MODEL.LOSS_FUNC other than
+    "bce", "focal" or "softmax"), a MODEL.HEAD_ACT that does not fit the loss, and malformed
+    TRAIN.CHECKPOINT_CLASS_MAP entries are a `ConfigError`. The result is frozen so that no
+    module changes the run's settings behind the user's back.
     """
     cfg = get_cfg()
     if path:
@@ -102,5 +171,6 @@ def load_config(path: str | None = None, opts: Sequence[str] = ()) -> CfgNode:
         except (KeyError, ValueError, AssertionError) as e:
             raise ConfigError(f"command-line override: {e.args[0] if e.args else e}") from e
     _check_implemented(cfg, path, opts)
+    _check_training(cfg, path, opts)
     cfg.freeze()
     return cfg

@@ -24,10 +24,16 @@ _C.MODEL.DROPOUT_RATE = 0.5
 _C.MODEL.HEAD_ACT = "sigmoid"
 # Std of the normal init of the projection weights.
 _C.MODEL.FC_INIT_STD = 0.01
-# Training loss. Only "bce" is implemented: sigmoid binary cross-entropy on the head's logits
-# (the sigmoid is applied inside the loss), what AVA's multi-label actions need. The key exists
-# because PySlowFast's AVA configs set it; `load_config` rejects any other value.
+# Training loss on the head's logits (detection/engine/losses.py), averaged over the global
+# batch: "bce" (sigmoid binary cross-entropy, multi-label, AVA's), "focal" (sigmoid focal loss,
+# multi-label; FOCAL_ALPHA, FOCAL_GAMMA) or "softmax" (cross-entropy over mutually exclusive
+# classes: every training box must have exactly one action). HEAD_ACT must agree: "softmax" with
+# "softmax" (or "none"), "bce" and "focal" with "sigmoid" (or "none"); `load_config` checks it.
 _C.MODEL.LOSS_FUNC = "bce"
+# Focal loss weight of the positive entries (negatives get 1 - alpha; -1 = no weighting) and
+# focusing exponent (0 with alpha -1 = "bce"); torchvision's and the RetinaNet paper's defaults.
+_C.MODEL.FOCAL_ALPHA = 0.25
+_C.MODEL.FOCAL_GAMMA = 2.0
 # Path to action-model weights used by test and demo
 # ("" = untrained / use TEST.CHECKPOINT_FILE_PATH).
 _C.MODEL.WEIGHTS = ""
@@ -193,8 +199,17 @@ _C.TRAIN.EVAL_PERIOD = 1
 _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Resume from the newest checkpoint in OUTPUT_DIR/checkpoints if there is one.
 _C.TRAIN.AUTO_RESUME = True
-# Initial weights for fine-tuning (any format detection.checkpoint reads).
+# Initial weights for fine-tuning (any format detection.checkpoint reads), used when OUTPUT_DIR
+# has no checkpoint to resume from. Tensors that do not fit the model keep their random
+# initialization and are logged; a head of another size is re-initialized
+# ("head.projection: checkpoint 80 classes, model 5: re-initialized").
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Head rows to keep from CHECKPOINT_FILE_PATH: [[new_id, checkpoint_id], ...] copies the
+# checkpoint's weights and bias of action checkpoint_id into the head's row of action new_id
+# (ids 1-based: row i is action i + 1), e.g. [[1, 12], [2, 11], [3, 80]] starts classes 1-3
+# of a 3-class model from AVA's "stand", "sit" and "watch (a person)". Head rows not named are
+# re-initialized. [] = none.
+_C.TRAIN.CHECKPOINT_CLASS_MAP = []
 # Mixed precision on GPU: "none", "bf16" or "fp16".
 _C.TRAIN.MIXED_PRECISION = "none"
 

@@ -9,10 +9,25 @@ Reproducibility contract (what makes a resumed run equal an uninterrupted one on
 - a checkpoint holds model, optimizer (momentum buffers) and AMP scaler state after a whole
   epoch, so resuming replays the interrupted epoch from its beginning.
 
-The loss is binary cross-entropy on the head's logits, averaged over all boxes and classes of
-the *global* batch: each rank divides its sum by the box count summed over ranks and multiplies
-by the world size (DDP averages gradients over ranks), so N processes with batch B / N take the
-same steps as one process with batch B even when ranks hold different numbers of boxes.
+The loss is MODEL.LOSS_FUNC on the head's logits (`losses.build_loss`: binary cross-entropy,
+focal or softmax cross-entropy), averaged over the *global* batch: each rank divides its sum by
+the count summed over ranks and multiplies by the world size (DDP averages gradients over
+ranks), so N processes with batch B / N take the same steps as one process with batch B even
+when ranks hold different numbers of boxes.
+
+Checks at the start of training (`check_training_setup`), before any step is taken:
+- the training label map (AVA.LABEL_MAP_FILE) names no action id above MODEL.NUM_CLASSES (the
+  head's column i is action id i + 1): else a `TrainingSetupError` naming both; a head with more
+  than twice as many columns as the label map has classes is logged as a warning (the unused
+  columns are trained as always negative: harmless, but a renumbered map would not need them);
+- with the "softmax" loss, every training box has exactly one action (`LabelError` naming the
+  first keyframe and box that has not);
+- the schedule fits the data (`schedule_warning`): one warning line when the run takes fewer
+  than `MIN_TRAIN_STEPS` optimizer steps (iterations per epoch x SOLVER.MAX_EPOCH), when
+  warm-up (SOLVER.WARMUP_EPOCHS) takes more than half of them, or when a class of the label map
+  has fewer than `MIN_BOXES_PER_CLASS` training boxes. Schedules are written in epochs for a
+  dataset of AVA's size (about 3,300 iterations per epoch at batch 64); on a small set the same
+  epochs are a few dozen steps, the typical cause of a custom run that ends with mAP 0.0.
 """
 
 from __future__ import annotations
@@ -20,24 +35,58 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode
 
+from detection.ava.labelmap import LabelMap, read_labelmap
+from detection.errors import UserError
 from detection.utils.device import resolve_device
 
 from . import distributed as du
 from .checkpoint_io import last_checkpoint, save_checkpoint, unwrap
+from .losses import LabelError, LossFn, build_loss, global_bce_loss
 from .metrics_log import MetricsLogger, progress
 from .optim import LRSchedule, build_optimizer, set_lr
 from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
-from .tester import evaluate_model
+from .tester import annotation_file, evaluate_model
+
+if TYPE_CHECKING:
+    from detection.checkpoint import LoadReport
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MIN_BOXES_PER_CLASS",
+    "MIN_TRAIN_STEPS",
+    "TrainingSetupError",
+    "check_labelmap_fits_head",
+    "check_training_setup",
+    "global_bce_loss",
+    "initialize_from_checkpoint",
+    "read_train_labelmap",
+    "schedule_warning",
+    "train",
+    "train_epoch",
+]
+
+# Fewer optimizer steps than this in a whole run is too short a schedule for the data: the tiny
+# synthetic SlowFast (configs/synthetic) needs about 240 steps for held-out mAP 0.9.
+MIN_TRAIN_STEPS = 200
+# A class with fewer training boxes than this can hardly be learned or measured.
+MIN_BOXES_PER_CLASS = 10
+# Warn when the head has more than this many columns per class of the label map.
+_MAX_COLUMNS_PER_CLASS = 2
+
+
+class TrainingSetupError(UserError, ValueError):
+    """The training data and the config do not fit (e.g. a label map id beyond the head)."""
 
 
 def derive_seed(seed: int, *streams: int) -> int:
@@ -76,15 +125,130 @@ def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
                 module.eval()
 
 
-def global_bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """BCE-with-logits for [K, C] logits and multi-hot labels, normalized by the global batch.
+def read_train_labelmap(cfg: CfgNode) -> tuple[Path, LabelMap | None]:
+    """AVA.LABEL_MAP_FILE (under the annotation folder) and its contents; None if it does not
+    exist (training needs no names; the evaluation reports the missing file itself)."""
+    path = annotation_file(cfg, cfg.AVA.LABEL_MAP_FILE)
+    return path, read_labelmap(path) if path.is_file() else None
 
-    Equals the mean over all K*C entries of the global batch after DDP's gradient averaging.
+
+def check_labelmap_fits_head(labelmap: LabelMap, num_classes: int, source: str) -> str:
+    """Raise `TrainingSetupError` if `labelmap` has an id above `num_classes` (the head's column
+    i scores id i + 1); return a warning ("" if none) when more than half of the head's columns
+    name no class of the map."""
+    too_big = sorted(i for i in labelmap.ids if i > num_classes)
+    if too_big:
+        raise TrainingSetupError(
+            f"label map {source} has action id {too_big[-1]} (of {len(too_big)} ids above the "
+            f"head) but MODEL.NUM_CLASSES is {num_classes}: the head's column i scores id i + 1, "
+            f"so set MODEL.NUM_CLASSES to at least {too_big[-1]}"
+        )
+    if num_classes > _MAX_COLUMNS_PER_CLASS * len(labelmap):
+        return (
+            f"MODEL.NUM_CLASSES {num_classes} gives the head {num_classes} columns, but label map "
+            f"{source} has {len(labelmap)} classes: the {num_classes - len(labelmap)} others are "
+            "trained as always negative (renumbering the ids from 1 would make the head smaller)"
+        )
+    return ""
+
+
+def schedule_warning(
+    cfg: CfgNode,
+    iters_per_epoch: int,
+    boxes_per_class: Mapping[int, int],
+    class_ids: Sequence[int],
+) -> str:
+    """One line saying how the training set is too small for the config's schedule, "" if not.
+
+    Too small: iters_per_epoch x SOLVER.MAX_EPOCH < `MIN_TRAIN_STEPS`; warm-up
+    (SOLVER.WARMUP_EPOCHS x iters_per_epoch steps) longer than half the run; a class of
+    `class_ids` with fewer than `MIN_BOXES_PER_CLASS` boxes in `boxes_per_class` (id -> count).
     """
-    total = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="sum")
-    count = torch.tensor([float(labels.numel())], device=logits.device)
-    global_count = du.all_reduce_sum(count).clamp_min(1.0)
-    return total * du.get_world_size() / global_count[0]
+    steps = iters_per_epoch * cfg.SOLVER.MAX_EPOCH
+    warmup = cfg.SOLVER.WARMUP_EPOCHS * iters_per_epoch
+    reasons = []
+    if steps < MIN_TRAIN_STEPS or warmup > steps / 2:
+        reasons.append(
+            f"{iters_per_epoch} iterations per epoch x {cfg.SOLVER.MAX_EPOCH} epochs "
+            f"(SOLVER.MAX_EPOCH) = {steps} steps (at least {MIN_TRAIN_STEPS} expected), "
+            f"{warmup:g} of them warm-up (SOLVER.WARMUP_EPOCHS {cfg.SOLVER.WARMUP_EPOCHS:g})"
+        )
+    rare = [(i, boxes_per_class.get(i, 0)) for i in class_ids]
+    rare = [(i, n) for i, n in rare if n < MIN_BOXES_PER_CLASS]
+    if rare:
+        listed = ", ".join(f"id {i}: {n}" for i, n in rare[:10])
+        more = f" and {len(rare) - 10} more" if len(rare) > 10 else ""
+        reasons.append(
+            f"{len(rare)} of {len(class_ids)} classes have fewer than {MIN_BOXES_PER_CLASS} "
+            f"training boxes ({listed}{more})"
+        )
+    if not reasons:
+        return ""
+    return (
+        "the training set is small for this schedule: "
+        + "; ".join(reasons)
+        + ": raise SOLVER.MAX_EPOCH, lower TRAIN.BATCH_SIZE or SOLVER.WARMUP_EPOCHS, or add data"
+    )
+
+
+def _check_single_labels(keyframes: Sequence) -> None:
+    """Every box of `keyframes` (data.annotations.Keyframe) has exactly one action."""
+    bad = [(k, j, a) for k in keyframes for j, a in enumerate(k.labels) if len(a) != 1]
+    if bad:
+        keyframe, box, actions = bad[0]
+        raise LabelError(
+            f"MODEL.LOSS_FUNC 'softmax' needs exactly one action per box: training keyframe "
+            f"{keyframe.video_id},{keyframe.second} box {box} has {len(actions)} "
+            f"({list(actions)}), and {len(bad)} training boxes are like it (use 'bce' or "
+            "'focal' for multi-label data)"
+        )
+
+
+def check_training_setup(
+    cfg: CfgNode, dataset: torch.utils.data.Dataset, iters_per_epoch: int
+) -> None:
+    """The start-of-training checks of the module docstring, on the training `dataset`
+    (its `keyframes`, when it has them) and the loader's `iters_per_epoch`; no iteration at all
+    (a set smaller than one batch) is a `TrainingSetupError`."""
+    keyframes = getattr(dataset, "keyframes", None)
+    if iters_per_epoch == 0:
+        # The loader drops the last incomplete batch, so a set smaller than one batch is empty.
+        size = f" ({len(keyframes)} keyframes)" if keyframes is not None else ""
+        raise TrainingSetupError(
+            f"the training set{size} has no full batch of "
+            f"TRAIN.BATCH_SIZE {cfg.TRAIN.BATCH_SIZE} per process x {du.get_world_size()} "
+            "processes: lower TRAIN.BATCH_SIZE or check DATA.PATH_TO_DATA_DIR"
+        )
+    source, labelmap = read_train_labelmap(cfg)
+    warnings = []
+    if labelmap is not None:
+        warnings.append(check_labelmap_fits_head(labelmap, cfg.MODEL.NUM_CLASSES, str(source)))
+    else:
+        warnings.append(f"label map {source} not found: its ids are not checked against the head")
+    if keyframes is not None:
+        if cfg.MODEL.LOSS_FUNC == "softmax":
+            _check_single_labels(keyframes)
+        counts = Counter(a for k in keyframes for actions in k.labels for a in actions)
+        ids = labelmap.ids if labelmap is not None else list(range(1, cfg.MODEL.NUM_CLASSES + 1))
+        warnings.append(schedule_warning(cfg, iters_per_epoch, counts, ids))
+    if du.is_main_process():
+        for line in filter(None, warnings):
+            logger.warning(line)
+
+
+def initialize_from_checkpoint(cfg: CfgNode, model: nn.Module) -> LoadReport:
+    """Load TRAIN.CHECKPOINT_FILE_PATH into `model` for fine-tuning, not strictly: tensors that
+    do not fit keep the model's initialization; a head of another class count is re-initialized,
+    or given the checkpoint's rows that TRAIN.CHECKPOINT_CLASS_MAP names."""
+    from detection.checkpoint import CheckpointError, load_checkpoint
+
+    pairs = [(int(n), int(o)) for n, o in cfg.TRAIN.CHECKPOINT_CLASS_MAP]
+    try:
+        return load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model, strict=False, class_map=pairs)
+    except CheckpointError as e:
+        if pairs and str(e).startswith("class map"):
+            raise CheckpointError(f"TRAIN.CHECKPOINT_CLASS_MAP: {e}") from e
+        raise
 
 
 def _load_initial_weights(
@@ -94,7 +258,7 @@ def _load_initial_weights(
 
     Returns the first epoch to train (0-based).
     """
-    from detection.checkpoint import load_checkpoint, read_checkpoint
+    from detection.checkpoint import read_checkpoint
 
     log = MetricsLogger(cfg.OUTPUT_DIR, tensorboard=False)
     try:
@@ -113,20 +277,19 @@ def _load_initial_weights(
             logger.info("resumed from %s, starting at epoch %d", last, start + 1)
             return start
         if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-            # Not strict: a Kinetics or 80-class AVA head may not fit this model's classes;
-            # whatever does not fit keeps its random initialization and is reported.
-            report = load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model, strict=False)
+            report = initialize_from_checkpoint(cfg, model)
             log.record(
                 "finetune",
                 checkpoint=cfg.TRAIN.CHECKPOINT_FILE_PATH,
                 loaded=len(report.loaded),
+                head=report.head,
                 problems=report.problems(),
             )
             logger.info(
                 "initialized %d tensors from %s%s",
                 len(report.loaded),
                 cfg.TRAIN.CHECKPOINT_FILE_PATH,
-                f"\n{report.problems()}" if not report.ok else "",
+                f"\n{report.problems()}" if report.problems() else "",
             )
         return 0
     finally:
@@ -145,12 +308,14 @@ def train_epoch(
     log: MetricsLogger,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    loss_fn: LossFn = global_bce_loss,
 ) -> float:
-    """One pass over `loader`; returns the mean training loss of the epoch (over ranks)."""
+    """One pass over `loader` minimizing `loss_fn(logits [K, C], labels [K, C])`; returns the
+    mean training loss of the epoch (over ranks)."""
     set_train_mode(model, cfg.BN.FREEZE)
     num_iters = len(loader)
     if num_iters == 0:
-        raise RuntimeError(
+        raise TrainingSetupError(
             "the training loader is empty: check DATA.PATH_TO_DATA_DIR and TRAIN.BATCH_SIZE"
         )
     loss_sum = torch.zeros((), device=device)
@@ -162,7 +327,7 @@ def train_epoch(
         labels = batch["labels"].to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = model(inputs, boxes)
-        loss = global_bce_loss(logits, labels)
+        loss = loss_fn(logits, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}"
@@ -222,6 +387,10 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
     from detection.models import build_model
 
     _configure_determinism(device)
+    loss_fn = build_loss(cfg)
+    # Data first: a label map or labels that do not fit the config fail before a model is built.
+    train_loader = build_loader(cfg, "train", distributed=du.is_distributed(), shuffle=True)
+    check_training_setup(cfg, train_loader.dataset, len(train_loader))
     Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     # Same initial weights on every rank and in every run (DDP also broadcasts rank 0's).
     seed_everything(cfg.RNG_SEED)
@@ -240,7 +409,6 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     schedule = LRSchedule.from_config(cfg)
-    train_loader = build_loader(cfg, "train", distributed=du.is_distributed(), shuffle=True)
     test_loader = None
     max_epoch = cfg.SOLVER.MAX_EPOCH
     result = None
@@ -266,6 +434,7 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
                 log,
                 dtype,
                 channels_last,
+                loss_fn,
             )
             seconds = time.perf_counter() - tic
             log.record("epoch", epoch=epoch, loss=loss, seconds=seconds)
