@@ -149,6 +149,13 @@ _C.DATA.TRAIN_CROP_SIZE = 224
 _C.DATA.TEST_CROP_SIZE = 256
 # Read clips from video files ("video", PyAV) or from extracted frames ("frames").
 _C.DATA.DECODING_BACKEND = "video"
+# How video pixels become RGB (video backend): "jpeg_bt601" = the colours OpenCV reads from
+# ffmpeg's JPEGs (BT.601 whatever the stream's tag: what PySlowFast's weights saw), "stream" =
+# the stream's own colour tags (BT.709 for HD), for models trained that way.
+_C.DATA.VIDEO_COLOR = "jpeg_bt601"
+# Which video frame is layout frame i (video backend): "ffmpeg" = the frame `ffmpeg -r AVA.FPS`
+# writes, "nearest" = the decoded frame nearest i / AVA.FPS.
+_C.DATA.VIDEO_FRAME_RULE = "ffmpeg"
 
 # ---------------------------------------------------------------------------------------------
 # AVA annotations

@@ -39,6 +39,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from yacs.config import CfgNode
 
+from detection.config import ConfigError
+
 from .annotations import (
     AnnotationError,
     Keyframe,
@@ -48,7 +50,7 @@ from .annotations import (
 )
 from .sampling import clip_frame_indices, keyframe_index, pack_pathways
 from .transforms import short_side_size, test_transform, train_transform
-from .video import VideoReader, find_video, read_frame_files
+from .video import COLORS, FRAME_RULES, Color, FrameRule, VideoReader, find_video, read_frame_files
 
 SPLITS = ("train", "test")
 BACKENDS = ("video", "frames")
@@ -102,11 +104,12 @@ class AvaDataset(Dataset):
         # frame file on demand for the frames backend.
         self._frame_sizes: dict[str, tuple[int, int]] = {}
         if self.backend == "video":
+            self._frame_rule, self._video_color = _video_settings(cfg)
             video_dir = _under(root, cfg.AVA.VIDEO_DIR)
             self._video_paths = {v: find_video(video_dir, v) for v in video_ids}
             self._num_frames = {}
             for video_id, path in self._video_paths.items():
-                with VideoReader(path) as reader:
+                with VideoReader(path, frame_rule=self._frame_rule) as reader:
                     self._num_frames[video_id] = reader.num_frames_at(cfg.AVA.FPS)
                     width, height = reader.size
                     self._frame_sizes[video_id] = (height, width)
@@ -142,7 +145,11 @@ class AvaDataset(Dataset):
             self._readers, self._readers_pid = {}, os.getpid()
         reader = self._readers.pop(video_id, None)
         if reader is None:
-            reader = VideoReader(self._video_paths[video_id])
+            reader = VideoReader(
+                self._video_paths[video_id],
+                frame_rule=self._frame_rule,
+                color=self._video_color,
+            )
             if len(self._readers) >= _MAX_OPEN_VIDEOS:
                 self._readers.pop(next(iter(self._readers))).close()
         self._readers[video_id] = reader  # most recently used last
@@ -359,3 +366,13 @@ def build_loader(
         drop_last=True,
         **common,
     )
+
+
+def _video_settings(cfg: CfgNode) -> tuple[FrameRule, Color]:
+    """DATA.VIDEO_FRAME_RULE and DATA.VIDEO_COLOR, checked (errors name the key)."""
+    frame_rule, color = cfg.DATA.VIDEO_FRAME_RULE, cfg.DATA.VIDEO_COLOR
+    if frame_rule not in FRAME_RULES:
+        raise ConfigError(f"DATA.VIDEO_FRAME_RULE must be one of {FRAME_RULES}, got {frame_rule!r}")
+    if color not in COLORS:
+        raise ConfigError(f"DATA.VIDEO_COLOR must be one of {COLORS}, got {color!r}")
+    return frame_rule, color

@@ -55,7 +55,7 @@ from .losses import LabelError, LossFn, build_loss, global_bce_loss
 from .metrics_log import MetricsLogger, progress
 from .optim import LRSchedule, build_optimizer, set_lr
 from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
-from .tester import annotation_file, evaluate_model
+from .tester import annotation_file, check_evaluation_inputs, evaluate_model
 
 if TYPE_CHECKING:
     from detection.checkpoint import LoadReport
@@ -391,6 +391,10 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
     # Data first: a label map or labels that do not fit the config fail before a model is built.
     train_loader = build_loader(cfg, "train", distributed=du.is_distributed(), shuffle=True)
     check_training_setup(cfg, train_loader.dataset, len(train_loader))
+    # Evaluation inputs are read now, not after the last epoch: a missing ground-truth file
+    # must not cost a whole training run.
+    if cfg.TEST.ENABLE or cfg.TRAIN.EVAL_PERIOD > 0:
+        check_evaluation_inputs(cfg)
     Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     # Same initial weights on every rank and in every run (DDP also broadcasts rank 0's).
     seed_everything(cfg.RNG_SEED)
