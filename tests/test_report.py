@@ -8,8 +8,10 @@ import pytest
 
 from detection.ava.labelmap import LabelMap, read_labelmap
 from detection.ava.packaged import packaged_labelmap_path
+from detection.errors import UserError
 from detection.evaluation.frame_map import FrameMapResult
 from detection.evaluation.report import (
+    ResultFileError,
     SavedResult,
     compare,
     group_map,
@@ -103,10 +105,31 @@ def test_saved_result_round_trip_and_errors(tmp_path):
     saved = load_result(path)
     assert saved == SavedResult(mAP=0.5, per_class=RESULT.per_class)
     assert per_class_table(saved).columns.tolist() == ["class", "ap"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"map": 1}', r"bad\.json: no key 'mAP'"),
+        ('{"mAP": 0.5,\n "per_class": {"sit": 0.5,}}', r"bad\.json:2: not valid JSON"),
+        ("[0.5]", r"bad\.json: expected a JSON object .* got a JSON array"),
+        ('{"mAP": 0.5, "per_class": [0.5]}', r"bad\.json: 'per_class' is a JSON array"),
+        ('{"mAP": "0.5", "per_class": {}}', r"bad\.json: 'mAP' is \"0\.5\", expected a number"),
+        ('{"mAP": 0.5, "per_class": {"sit": null}}', r"bad\.json: per_class\['sit'\] is null"),
+        ('{"mAP": 0.5, "per_class": {"sit": true}}', r"bad\.json: per_class\['sit'\] is true"),
+    ],
+)
+def test_a_malformed_result_json_is_a_user_error_naming_the_file(tmp_path, text, message):
     bad = tmp_path / "bad.json"
-    bad.write_text('{"map": 1}')
-    with pytest.raises(ValueError, match="bad.json: expected a JSON object with 'mAP'"):
+    bad.write_text(text)
+    with pytest.raises(ResultFileError, match=message) as error:
         load_result(bad)
+    assert isinstance(error.value, UserError) and isinstance(error.value, ValueError)
+
+
+def test_a_missing_result_json_is_a_user_error_naming_the_file(tmp_path):
+    with pytest.raises(ResultFileError, match=r"cannot read result \S*missing\.json"):
+        load_result(tmp_path / "missing.json")
 
 
 def test_compare_side_by_side_sorted_by_difference():

@@ -1,11 +1,16 @@
-"""What every command-line tool shares: one error policy and the `--config CFG [KEY VALUE ...]`
-parser of the config-driven tools.
+"""What every command-line tool shares: one error policy, an argument parser that follows it,
+and the `--config CFG [KEY VALUE ...]` parser of the config-driven tools.
 
 Error policy: a `detection.errors.UserError` (bad config key, malformed CSV row, bad label map,
-unreadable video, missing checkpoint key, ...) or an operating-system error about the user's
-paths (missing file, directory given as a file, no permission, disk full, read-only disk) is
-printed as one line, ``error: <message>``, at most `MAX_MESSAGE_CHARS` long, and the tool exits
-with code 2. Anything else is a bug and keeps its traceback.
+unreadable video, missing checkpoint key, ...), an operating-system error about the user's
+paths (missing file, directory given as a file, no permission, disk full, read-only disk) or a
+bad command-line option is printed as one line, ``error: <message>``, at most
+`MAX_MESSAGE_CHARS` long, and the tool exits with code 2. Anything else is a bug and keeps its
+traceback.
+
+A tool's logic lives in ``detection/apps/<tool>.py`` as ``main(argv) -> int``, which parses its
+arguments with `tool_parser` (or `run_config_tool`), runs its job under `run_tool` and prints
+the result; ``tools/<tool>.py`` only calls it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -31,6 +37,8 @@ _OS_ERROR_WORDS = {
     errno.ENOENT: "no such file or directory",
     errno.EISDIR: "is a directory, expected a file",
     errno.ENOTDIR: "not a directory",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "file name too long",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
     errno.ENOSPC: "disk full",
@@ -38,19 +46,41 @@ _OS_ERROR_WORDS = {
     errno.EDQUOT: "disk quota exceeded",
 }
 
+# The path errors our own code raises with a sentence instead of an errno, e.g.
+# ``FileNotFoundError("no weights to test: ...")``.
+_PATH_ERROR_TYPES = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+# torch's DataLoader re-raises a worker's exception in the main process as the same type with
+# the message "Caught X in DataLoader worker process N.\nOriginal Traceback ...": the user's
+# message is the last line of that traceback, after "module.X: ".
+_WORKER_PREFIX = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\s*Original ")
+
 
 def user_error_message(error: BaseException) -> str | None:
     """The one-line message for a user-caused error, or None when `error` is a bug."""
     if isinstance(error, UserError):
-        message = str(error)
+        message = _unwrap_worker_traceback(error, str(error))
     elif isinstance(error, OSError) and error.errno in _OS_ERROR_WORDS:
-        where = error.filename if error.filename is not None else ""
-        message = (
-            f"{where}: {_OS_ERROR_WORDS[error.errno]}" if where else _OS_ERROR_WORDS[error.errno]
-        )
+        paths = [p for p in (error.filename, error.filename2) if p is not None]
+        where = " -> ".join(str(p) for p in paths)
+        words = _OS_ERROR_WORDS[error.errno]
+        message = f"{where}: {words}" if where else words
+    elif isinstance(error, _PATH_ERROR_TYPES) and error.errno is None and str(error):
+        message = _unwrap_worker_traceback(error, str(error))
     else:
         return None
     return shorten(" ".join(message.split()), MAX_MESSAGE_CHARS)
+
+
+def _unwrap_worker_traceback(error: BaseException, message: str) -> str:
+    if not _WORKER_PREFIX.match(message):
+        return message
+    cls = type(error)
+    for name in (f"{cls.__module__}.{cls.__qualname__}", cls.__qualname__):
+        _, sep, original = message.rpartition(f"\n{name}: ")
+        if sep:
+            return original
+    return message
 
 
 def exit_on_user_error(error: BaseException) -> NoReturn:
@@ -58,6 +88,7 @@ def exit_on_user_error(error: BaseException) -> NoReturn:
     message = user_error_message(error)
     if message is None:
         raise error
+    sys.stdout.flush()  # what the tool printed before the error comes before it
     print(f"error: {message}", file=sys.stderr)
     sys.exit(USER_ERROR_EXIT_CODE)
 
@@ -70,11 +101,26 @@ def run_tool(job: Callable[[], T]) -> T:
         exit_on_user_error(e)
 
 
-def config_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with `--config CFG` and trailing `KEY VALUE` overrides (`args.opts`)."""
-    parser = argparse.ArgumentParser(
+class ToolArgumentParser(argparse.ArgumentParser):
+    """argparse under the error policy: a bad or missing option is one line, ``error: ...``,
+    pointing at ``--help`` (instead of argparse's usage block), and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def tool_parser(description: str) -> ToolArgumentParser:
+    """A parser for a tool whose `description` (kept as written) says what it reads and
+    writes."""
+    return ToolArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+
+
+def config_parser(description: str) -> ToolArgumentParser:
+    """A parser with `--config CFG` and trailing `KEY VALUE` overrides (`args.opts`)."""
+    parser = tool_parser(description)
     parser.add_argument("--config", required=True, help="YAML config (may use _BASE_)")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. OUTPUT_DIR out"
@@ -83,7 +129,9 @@ def config_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_config_tool(description: str, job: Callable[[CfgNode], Any], argv: list[str] | None) -> Any:
-    """Parse `--config CFG [KEY VALUE ...]`, run `job(cfg)` under the error policy."""
+    """Parse `--config CFG [KEY VALUE ...]`, run `job(cfg)` under the error policy.
+
+    The config is read and checked before `job` runs, so a bad file or key fails at once."""
     args = config_parser(description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     return run_tool(lambda: job(load_config(args.config, args.opts)))

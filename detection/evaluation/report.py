@@ -14,13 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from detection.ava.labelmap import LabelMap
+from detection.errors import UserError, shorten
 from detection.evaluation.frame_map import FrameMapResult
 
 NO_GROUP = "(no group)"
+
+_EXPECTED_RESULT = (
+    'expected a JSON object {"mAP": number, "per_class": {name: number}}, '
+    "as eval_ava.py --output-json writes (or a run's metrics.json, keyed by protocol)"
+)
+
+
+class ResultFileError(UserError, ValueError):
+    """A result JSON cannot be read, is not JSON, or does not hold ``{"mAP": number,
+    "per_class": {name: number}}``; the message names the file and the line or key."""
 
 
 @dataclass(frozen=True)
@@ -31,19 +40,57 @@ class SavedResult:
     per_class: dict[str, float]
 
 
-def load_result(path: str | Path) -> SavedResult:
-    """Read a result JSON written by `FrameMapResult.to_json` (or ``eval_ava.py --output-json``)."""
+def load_result(path: str | Path, protocol: str = "official") -> SavedResult:
+    """Read a result JSON written by `FrameMapResult.to_json` (or ``eval_ava.py --output-json``),
+    or a run's ``metrics.json`` (``{protocol: {"mAP", "per_class"}}``), taking `protocol` there.
+
+    Raises `ResultFileError` naming the file and the line (JSON syntax) or key (content) when
+    it cannot be read or does not hold ``{"mAP": number, "per_class": {name: number}}``.
+    """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return SavedResult(
-            mAP=float(data["mAP"]),
-            per_class={str(k): float(v) for k, v in data["per_class"].items()},
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(
-            f"{path}: expected a JSON object with 'mAP' and 'per_class' {{name: AP}} ({e})"
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ResultFileError(f"cannot read result {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ResultFileError(f"{path}: not UTF-8 text (byte {e.start}); {_EXPECTED_RESULT}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultFileError(
+            f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno}); {_EXPECTED_RESULT}"
         ) from e
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path}: {_EXPECTED_RESULT}, got a JSON {_json_kind(data)}")
+    if "mAP" not in data and isinstance(data.get(protocol), dict):
+        data = data[protocol]
+    for key in ("mAP", "per_class"):
+        if key not in data:
+            raise ResultFileError(f"{path}: no key {key!r}; {_EXPECTED_RESULT}")
+    if not isinstance(data["per_class"], dict):
+        raise ResultFileError(
+            f"{path}: 'per_class' is a JSON {_json_kind(data['per_class'])}; {_EXPECTED_RESULT}"
+        )
+    return SavedResult(
+        mAP=_number(data["mAP"], path, "'mAP'"),
+        per_class={
+            name: _number(ap, path, f"per_class[{name!r}]")
+            for name, ap in data["per_class"].items()
+        },
+    )
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+def _number(value: object, path: Path, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ResultFileError(
+            f"{path}: {key} is {shorten(json.dumps(value), 40)}, expected a number"
+        )
+    return float(value)
 
 
 def per_class_table(
@@ -104,6 +151,10 @@ def plot_per_class(
     result: FrameMapResult | SavedResult, path: str | Path, *, title: str | None = None
 ) -> None:
     """Horizontal bar chart of per-class AP, highest at the top, written as PNG."""
+    # Imported here: matplotlib costs every tool that imports this module a second at start-up.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     table = per_class_table(result)
     # A Figure on the Agg canvas directly, not pyplot: no global backend switch, no window.
     fig = Figure(figsize=(8.0, max(3.0, 0.22 * len(table) + 1.0)))

@@ -18,11 +18,17 @@ import pandas as pd
 
 from detection.ava.csv_io import read_ava_csv
 from detection.ava.labelmap import LabelMap
-from detection.data.video import VideoReader
+from detection.data.video import VideoReader, VideoReadError
+from detection.errors import UserError, shorten
 from detection.structures.boxes import denormalize_boxes
 from detection.visualization.draw import Label, draw_detections
 from detection.visualization.mp4 import Mp4Writer
 from detection.visualization.sheet import contact_sheet, save_png
+
+
+class RenderError(UserError, ValueError):
+    """The CSVs, video and options given to `render_ava` do not fit together (no rows for the
+    video, keyframes outside it, an unknown output type); the message names the file."""
 
 
 @dataclass
@@ -133,34 +139,40 @@ def render_ava(
     """
     video_path, output = Path(video_path), Path(output)
     if ground_truth is None and predictions is None:
-        raise ValueError("give a ground-truth CSV, a prediction CSV, or both")
+        raise RenderError("give a ground-truth CSV, a prediction CSV, or both")
     if output.suffix.lower() not in (".png", ".mp4"):
-        raise ValueError(f"output must end in .png (contact sheet) or .mp4, got {output}")
+        raise RenderError(f"{output}: the output must end in .png (contact sheet) or .mp4")
+    if max_sheet_frames < 1:
+        raise RenderError(f"max_sheet_frames must be at least 1, got {max_sheet_frames}")
     if not video_path.is_file():
-        raise FileNotFoundError(f"{video_path}: video file not found")
+        raise VideoReadError(f"{video_path}: video file not found")
     video_id = video_id or video_path.stem
     gt = pred = None
+    csvs: list[str] = []
     known: set[str] = set()
     if ground_truth is not None:
         rows = read_ava_csv(ground_truth, kind="groundtruth")
+        csvs.append(str(ground_truth))
         known |= set(rows["video_id"])
         gt = group_rows(rows, video_id, labelmap)
     if predictions is not None:
         rows = read_ava_csv(predictions, kind="detections")
+        csvs.append(str(predictions))
         known |= set(rows["video_id"])
         pred = group_rows(rows, video_id, labelmap, score_thresh=score_thresh, top_k=top_k)
     if not (gt or pred):
-        example = ", ".join(sorted(known)[:5]) or "none"
-        raise ValueError(
-            f"no rows for video {video_id!r} in the CSVs (ids there: {example}); "
-            "pass the CSVs' id of this video"
+        ids = sorted(known)
+        example = ", ".join(shorten(i, 40) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise RenderError(
+            f"{' and '.join(csvs)}: no rows for video {video_id!r} (video ids there: "
+            f"{example or 'none'}); pass the CSVs' id of this video"
         )
     if timestamps is None:
         keys = sorted(set(gt or {}) | set(pred or {}))
     else:
         keys = sorted({int(t) for t in timestamps})
     if not keys:
-        raise ValueError("no keyframes to draw (empty timestamp list)")
+        raise RenderError("no keyframes to draw (empty timestamp list)")
     if output.suffix.lower() == ".png":
         if len(keys) > max_sheet_frames:
             keys = [
@@ -177,7 +189,7 @@ def _count(grouped: dict[int, KeyframeBoxes] | None, keys: Sequence[int]) -> int
 def _check_times(reader: VideoReader, times: Sequence[float], start: float) -> None:
     outside = [t for t in times if t < -0.5 or t > reader.duration + 0.5]
     if outside:
-        raise ValueError(
+        raise RenderError(
             f"{reader.path} lasts {reader.duration:.1f} s but AVA seconds "
             f"{outside[0] + start:g}..{outside[-1] + start:g} fall outside it with video start "
             f"second {start:g} (AVA's 15-minute cuts start at 900, full movies at 0)"
@@ -216,7 +228,7 @@ def _render_video(video_path, output, keys, gt, pred, start) -> RenderSummary:
             writer.write(_draw(frame, (gt or {}).get(keys[i]), (pred or {}).get(keys[i])))
             frames += 1
     if frames == 0:
-        raise ValueError(
+        raise RenderError(
             f"{video_path} has no frames between {times[0]:.1f} s and {times[-1]:.1f} s"
         )
     return RenderSummary(output, len(keys), frames, _count(gt, keys), _count(pred, keys))

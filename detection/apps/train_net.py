@@ -1,0 +1,42 @@
+"""The `tools/train_net.py` command: train an action detector, alone or under torchrun."""
+
+from __future__ import annotations
+
+from yacs.config import CfgNode
+
+from detection.apps.cli import run_config_tool
+from detection.apps.test_net import print_map_per_protocol
+
+DESCRIPTION = """\
+Train MODEL.ARCH on the train split of the AVA-layout dataset in DATA.PATH_TO_DATA_DIR.
+
+Reads: the config file and KEY VALUE overrides; videos and annotations under
+DATA.PATH_TO_DATA_DIR; TRAIN.CHECKPOINT_FILE_PATH (initial weights for fine-tuning, any format
+detection.checkpoint reads) unless OUTPUT_DIR already holds a checkpoint to resume from
+(TRAIN.AUTO_RESUME).
+Writes (rank 0) into OUTPUT_DIR: checkpoints/checkpoint_epoch_NNNNN.pyth after every
+TRAIN.CHECKPOINT_PERIOD epochs, log.jsonl (JSON lines), tensorboard/, and after evaluation on
+the test split (every TRAIN.EVAL_PERIOD epochs and at the end if TEST.ENABLE) detections.csv
+(AVA format) and metrics.json ({"official": {"mAP", "per_class"}, "pyslowfast": {"mAP",
+"per_class"}}: the official ActivityNet protocol and PySlowFast's, see README "Evaluation").
+The dataset is checked first (tools/check_dataset.py): errors stop the run, warnings are logged.
+
+Several processes:  torchrun --nproc_per_node N tools/train_net.py --config CFG ...
+"""
+
+
+def _train(cfg: CfgNode) -> dict | None:
+    # The engine (torch) is imported once the config has been read and checked, so that --help
+    # and a bad config answer at once.
+    from detection.data.doctor import require_healthy_dataset
+    from detection.engine import train
+
+    require_healthy_dataset(cfg)
+    return train(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    result = run_config_tool(DESCRIPTION, _train, argv)
+    if result is not None:
+        print_map_per_protocol(result)
+    return 0
