@@ -33,6 +33,11 @@ TOOLS = [
     "visualize",
     "demo_net",
     "make_synthetic_ava",
+    "extract_frames",
+    "import_annotations",
+    "check_dataset",
+    "make_proposals",
+    "export_model",
 ]
 # Training and testing on CPU with nothing heavy: errors must come before any work anyway.
 CPU = ["DEVICE", "cpu", "DATA_LOADER.NUM_WORKERS", "0"]
@@ -347,6 +352,11 @@ def test_bad_input_is_one_error_line_and_exit_code_2(name, fast_results):
 @pytest.mark.parametrize("name", SLOW_CASES)
 def test_bad_input_to_torch_tools_is_one_error_line_and_exit_code_2(name, slow_results):
     assert_one_error_line(slow_results[name], SLOW_CASES[name][2])
+
+
+def test_every_tool_is_covered():
+    shipped = {path.stem for path in (ROOT / "tools").glob("*.py")}
+    assert shipped <= set(TOOLS), "add the new tool to TOOLS"
 
 
 @pytest.mark.parametrize("tool", TOOLS)
