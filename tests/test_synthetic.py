@@ -8,7 +8,16 @@ import numpy as np
 
 from detection.ava.labelmap import read_labelmap
 from detection.data.sampling import clip_frame_indices, slow_indices
-from detection.data.synthetic import ACTION_NAMES, FAST_CLASSES, generate_synthetic_ava
+from detection.data.synthetic import (
+    ACTION_NAMES,
+    CROSSING_ACTIONS,
+    FAST_CLASSES,
+    CrossingScene,
+    Walker,
+    generate_synthetic_ava,
+    make_crossing_scene,
+    noisy_detections,
+)
 from detection.data.video import VideoReader
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +147,45 @@ def test_generation_is_deterministic_per_seed(tmp_path):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     gt = "annotations/ava_train_v2.2.csv"
     assert (tmp_path / "a" / gt).read_bytes() != (tmp_path / "c" / gt).read_bytes()
+
+
+def test_crossing_scene_people_cross_hide_each_other_and_repeat_per_seed():
+    scene = make_crossing_scene(num_people=6, duration_s=20, seed=3)
+    assert scene == make_crossing_scene(num_people=6, duration_s=20, seed=3)
+    assert scene != make_crossing_scene(num_people=6, duration_s=20, seed=4)
+    directions = {np.sign(w.velocity[0]) for w in scene.walkers}
+    assert directions == {-1.0, 1.0}
+    hidden = []
+    for t in np.arange(0.0, 20.0, 0.5):
+        ids, boxes, visibility = scene.boxes_at(float(t))
+        assert ids.tolist() == sorted(ids.tolist())
+        assert (boxes[:, 2:] > boxes[:, :2]).all() and (boxes >= 0).all()
+        assert (boxes[:, 2] <= scene.width).all() and (boxes[:, 3] <= scene.height).all()
+        hidden += visibility[(visibility < 0.3)].tolist()
+    assert hidden, "some people should be mostly hidden at times"
+    for walker in scene.walkers:
+        assert set(walker.doing(walker.start_s + 1.0)) <= set(CROSSING_ACTIONS)
+
+
+def test_crossing_visibility_and_noisy_detections():
+    far = Walker(1, 30.0, 70.0, (200, 0, 0), (100.0, 100.0), (0.0, 0.0), 0.0, 5.0, ())
+    near = Walker(2, 40.0, 90.0, (0, 200, 0), (100.0, 120.0), (0.0, 0.0), 0.0, 5.0, ())
+    scene = CrossingScene((far, near), 200, 150, 5.0, 10, 0)
+    ids, _, visibility = scene.boxes_at(1.0)
+    # The nearer (lower) person covers the farther one entirely.
+    assert ids.tolist() == [1, 2] and visibility.tolist() == [0.0, 1.0]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        boxes, scores, person = noisy_detections(scene, 1.0, rng, dropout=0.0)
+        assert 1 not in person.tolist() and 2 in person.tolist()
+        assert (np.diff(scores) <= 0).all() and boxes.dtype == np.float32
+
+
+def test_crossing_video_has_the_scene_frames(tmp_path):
+    scene = make_crossing_scene(num_people=3, duration_s=1.0, width=160, height=90, fps=10)
+    assert scene.write_video(tmp_path / "cross.mp4") == 10
+    with VideoReader(tmp_path / "cross.mp4") as reader:
+        frames = [image for image, _ in reader.iter_frames()]
+    assert len(frames) == 10 and frames[0].shape == (90, 160, 3)
+    # Lossy but close: mean absolute difference of a few grey levels.
+    assert np.abs(frames[5].astype(int) - scene.render(0.5)).mean() < 4

@@ -60,6 +60,12 @@ seed gives identical files.
 Sizes: by default 16 videos of 12 s (the last 4 are the val split), keyframes 902-910, about
 5 s to generate on 2 cores (frames add a few seconds); ``synthetic_ava.json`` records the
 settings.
+
+Crossing people (for tracking, separate from the dataset above): `make_crossing_scene` gives
+a `CrossingScene` of people walking across the frame in both directions on nearby lanes, so
+paths cross and nearer people hide farther ones, with known identities, boxes and visible
+fractions at any time (`CrossingScene.boxes_at`), each person's actions over time, frames
+(`render`, `write_video`), and `noisy_detections`, what a person detector might report.
 """
 
 from __future__ import annotations
@@ -427,3 +433,234 @@ def generate_synthetic_ava(
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
     with open(path, "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+# --- Crossing people: known identities that cross and occlude, for tracking. -----------------
+
+CROSSING_ACTIONS = {1: "wave", 2: "talk", 3: "phone"}
+"""Actions of the crossing-people scenes (each person does each on and off over time)."""
+
+
+@dataclass(frozen=True)
+class Walker:
+    """One person of a crossing scene: a figure walking a straight line at constant speed.
+
+    Positions are of the figure's bottom centre (its feet), in pixels; the box is
+    (x - width / 2, y - height, x + width / 2, y). Nearer people (larger y) are drawn over
+    farther ones.
+    """
+
+    person_id: int
+    width: float
+    height: float
+    color: tuple[int, int, int]
+    start: tuple[float, float]  # feet at `start_s`
+    velocity: tuple[float, float]  # px per second
+    start_s: float
+    end_s: float
+    # (start_s, end_s, action id) of what the person does, from `CROSSING_ACTIONS`.
+    actions: tuple[tuple[float, float, int], ...]
+
+    def present(self, time_s: float) -> bool:
+        return self.start_s <= time_s < self.end_s
+
+    def feet(self, time_s: float) -> tuple[float, float]:
+        dt = time_s - self.start_s
+        return self.start[0] + self.velocity[0] * dt, self.start[1] + self.velocity[1] * dt
+
+    def box(self, time_s: float) -> tuple[float, float, float, float]:
+        """(x1, y1, x2, y2) in pixels, not clipped to the frame."""
+        x, y = self.feet(time_s)
+        return (x - self.width / 2, y - self.height, x + self.width / 2, y)
+
+    def doing(self, time_s: float) -> tuple[int, ...]:
+        """Action ids the person does at `time_s`, increasing."""
+        return tuple(sorted({a for s, e, a in self.actions if s <= time_s < e}))
+
+
+@dataclass(frozen=True)
+class CrossingScene:
+    """People walking across a static background, crossing paths and hiding each other.
+
+    Ground truth comes from `boxes_at`: every present person with the fraction of its box
+    that is visible (not hidden by nearer people, inside the frame).
+    """
+
+    walkers: tuple[Walker, ...]
+    width: int
+    height: int
+    duration_s: float
+    fps: int
+    seed: int
+
+    def boxes_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Persons present at `time_s`: (ids int64 [N], boxes float32 [N, 4] x1 y1 x2 y2 in
+        pixels clipped to the frame, visibility float32 [N] in [0, 1]), by id."""
+        here = [w for w in self.walkers if w.present(time_s)]
+        if not here:
+            return np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        raw = np.array([w.box(time_s) for w in here], np.float64)
+        clipped = raw.copy()
+        clipped[:, 0::2] = clipped[:, 0::2].clip(0, self.width)
+        clipped[:, 1::2] = clipped[:, 1::2].clip(0, self.height)
+        # Paint boxes far to near into an id map; what is left of each is its visible part.
+        owner = np.full((self.height, self.width), -1, np.int32)
+        for i in np.argsort(raw[:, 3], kind="stable"):
+            x1, y1, x2, y2 = np.round(clipped[i]).astype(int)
+            owner[y1:y2, x1:x2] = i
+        counts = np.bincount(owner.ravel() + 1, minlength=len(here) + 1)[1:]
+        areas = np.prod(raw[:, 2:] - raw[:, :2], axis=1)
+        return (
+            np.array([w.person_id for w in here], np.int64),
+            clipped.astype(np.float32),
+            (counts / areas).clip(0, 1).astype(np.float32),
+        )
+
+    def render(self, time_s: float, background: np.ndarray | None = None) -> np.ndarray:
+        """uint8 RGB [height, width, 3] of the scene at `time_s`: each person a striped body
+        with a head, far to near."""
+        image = (
+            _background(np.random.default_rng(self.seed), self.width, self.height)
+            if background is None
+            else background.copy()
+        )
+        here = sorted(
+            (w for w in self.walkers if w.present(time_s)), key=lambda w: w.feet(time_s)[1]
+        )
+        for w in here:
+            x1, y1, x2, y2 = (int(round(v)) for v in w.box(time_s))
+            head = max(2, (x2 - x1) // 3)
+            cx = (x1 + x2) // 2
+            shade = tuple(int(c * 0.7) for c in w.color)
+            cv2.circle(image, (cx, y1 + head), head, w.color, -1)
+            body_top = y1 + 2 * head
+            stripe = max(2, (y2 - body_top) // 8)
+            for k, top in enumerate(range(body_top, y2, stripe)):
+                cv2.rectangle(
+                    image, (x1, top), (x2 - 1, min(top + stripe, y2) - 1),
+                    w.color if k % 2 == 0 else shade, -1,
+                )  # fmt: skip
+        return image
+
+    def write_video(self, path: str | Path) -> int:
+        """Write the scene as an H.264 mp4 at `fps` (lossy, crf 18); returns the frame count."""
+        background = _background(np.random.default_rng(self.seed), self.width, self.height)
+        num_frames = int(round(self.duration_s * self.fps))
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=self.fps)
+            stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+            stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
+            for index in range(num_frames):
+                frame = av.VideoFrame.from_ndarray(
+                    self.render(index / self.fps, background), format="rgb24"
+                )
+                frame.pts = index
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        return num_frames
+
+
+def make_crossing_scene(
+    *,
+    num_people: int = 6,
+    duration_s: float = 20.0,
+    width: int = 320,
+    height: int = 180,
+    fps: int = 30,
+    speed: tuple[float, float] = (0.15, 0.6),
+    seed: int = 0,
+) -> CrossingScene:
+    """A scene of `num_people` walkers, half going right and half left along nearby lanes, so
+    paths cross and nearer people hide farther ones.
+
+    Each person is 22-34 px wide and 2.2-2.8 times as tall (larger when nearer, i.e. lower in
+    the frame), enters at a random time in the first third and walks at `speed` (a range in
+    body widths per second) until leaving the frame or the end of the scene; they may start
+    inside the frame. Each person does each of `CROSSING_ACTIONS` on and off in runs of 2-8 s.
+    Everything comes from ``numpy.random.default_rng(seed)``.
+    """
+    if num_people < 1:
+        raise ValueError(f"num_people must be >= 1, got {num_people}")
+    rng = np.random.default_rng(seed)
+    walkers = []
+    for pid in range(1, num_people + 1):
+        y = float(rng.uniform(0.55, 0.95) * height)
+        scale = 0.75 + 0.45 * (y / height)
+        w = float(rng.uniform(22, 34)) * scale * width / 320
+        h = w * float(rng.uniform(2.2, 2.8))
+        y = max(y, h + 2)
+        direction = 1 if pid % 2 else -1
+        vx = direction * w * float(rng.uniform(*speed))
+        vy = float(rng.normal(0, 0.05)) * w
+        start_s = float(rng.uniform(0, duration_s / 3))
+        # Enter at the frame edge, or (one in three) already inside the frame.
+        x0 = -w / 2 if direction > 0 else width + w / 2
+        if rng.random() < 1 / 3:
+            x0 = float(rng.uniform(0.1, 0.9) * width)
+        crossing_s = ((width + w / 2) - x0) / vx if direction > 0 else (-w / 2 - x0) / vx
+        end_s = min(duration_s, start_s + crossing_s)
+        hue = int(rng.integers(0, 180))
+        hsv = np.array(
+            [[[hue, int(rng.integers(140, 256)), int(rng.integers(180, 256))]]], np.uint8
+        )
+        color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+        actions = []
+        for action_id in CROSSING_ACTIONS:
+            t, on = start_s, bool(rng.random() < 0.5)
+            while t < end_s:
+                run = float(rng.uniform(2, 8))
+                if on:
+                    actions.append((t, min(t + run, end_s), action_id))
+                t, on = t + run, not on
+        walkers.append(
+            Walker(
+                person_id=pid,
+                width=w,
+                height=h,
+                color=(color[0], color[1], color[2]),
+                start=(x0, y),
+                velocity=(vx, vy),
+                start_s=start_s,
+                end_s=end_s,
+                actions=tuple(actions),
+            )
+        )
+    return CrossingScene(tuple(walkers), width, height, float(duration_s), fps, seed)
+
+
+def noisy_detections(
+    scene: CrossingScene,
+    time_s: float,
+    rng: np.random.Generator,
+    *,
+    jitter: float = 0.05,
+    dropout: float = 0.1,
+    min_visibility: float = 0.3,
+    false_positives: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a person detector might report at `time_s`: the ground-truth boxes jittered by
+    `jitter` of their size (normal, per coordinate), persons less than `min_visibility`
+    visible never detected and the others missed with probability `dropout`; scores higher
+    for more visible persons (0.3-1.0); plus a false positive with probability
+    `false_positives`, scoring 0.05-0.5.
+
+    Returns (boxes float32 [N, 4] in pixels, scores float32 [N] decreasing, person ids int64
+    [N], 0 for a false positive).
+    """
+    ids, boxes, visibility = scene.boxes_at(time_s)
+    keep = (visibility >= min_visibility) & (rng.random(len(ids)) >= dropout)
+    ids, boxes, visibility = ids[keep], boxes[keep].astype(np.float64), visibility[keep]
+    size = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
+    boxes = boxes + rng.normal(0.0, jitter, boxes.shape) * size
+    scores = (0.3 + 0.6 * visibility + rng.uniform(0, 0.1, len(ids))).clip(0, 1)
+    if rng.random() < false_positives:
+        w = float(rng.uniform(15, 35))
+        x1, y1 = float(rng.uniform(0, scene.width - w)), float(rng.uniform(0, scene.height / 2))
+        boxes = np.vstack([boxes, [[x1, y1, x1 + w, y1 + 2.4 * w]]])
+        scores = np.append(scores, rng.uniform(0.05, 0.5))
+        ids = np.append(ids, 0)
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, scene.width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, scene.height)
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+    order = np.argsort(-scores, kind="stable")
+    return boxes[order].astype(np.float32), scores[order].astype(np.float32), ids[order]

@@ -2,13 +2,17 @@
 
 Styles: predictions are solid boxes with label boxes ("name 0.87") above their top edge;
 ground truth is dashed with its labels under the bottom edge, so both can share a frame.
+Label stacks are laid out together (`layout_labels`) so neighbours' labels never overlap
+and never leave the frame.
 A class's colour depends only on its id, so it is the same in every frame and every run.
 Box edges are drawn without anti-aliasing, so they carry their class colour exactly.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -66,32 +70,309 @@ def _label_text(label: Label, with_score: bool) -> str:
     return f"{name} {score:.2f}" if with_score and score is not None else name
 
 
-def _draw_label_stack(img, texts_colors, x: int, y: int, below: bool, scale: float) -> None:
-    """Filled label boxes stacked upwards from `y` (or downwards when `below`), kept inside
-    the image so they stay readable for boxes touching an edge."""
-    height, width = img.shape[:2]
-    thickness = max(1, round(scale * 1.5))
-    pad = max(2, round(3 * scale))
-    sizes = [cv2.getTextSize(text, _FONT, scale, thickness) for text, _ in texts_colors]
+# (x1, y1, x2, y2) in pixels, ends exclusive: the pixels [x1, x2) x [y1, y2).
+Rect = tuple[int, int, int, int]
+# One label row: its text and background colour.
+Row = tuple[str, tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class LabelStack:
+    """Where the label rows of one box go: one rectangle per row (ends exclusive, inside the
+    frame), the text drawn in it, its background colour, and the font scale used."""
+
+    rects: tuple[Rect, ...]
+    texts: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    scale: float
+
+    @property
+    def bounds(self) -> Rect:
+        """The rectangle around all rows."""
+        return (
+            min(r[0] for r in self.rects),
+            min(r[1] for r in self.rects),
+            max(r[2] for r in self.rects),
+            max(r[3] for r in self.rects),
+        )
+
+
+def _thickness(scale: float) -> int:
+    return max(1, round(scale * 1.5))
+
+
+def _pad(scale: float) -> int:
+    return max(2, round(3 * scale))
+
+
+def _row_sizes(rows: Sequence[Row], scale: float) -> tuple[list[int], int]:
+    """(width of each row's rectangle, height of one row) at `scale`."""
+    sizes = [cv2.getTextSize(text, _FONT, scale, _thickness(scale)) for text, _ in rows]
+    pad = _pad(scale)
     row_h = max(h + baseline for (_, h), baseline in sizes) + 2 * pad
-    total = row_h * len(texts_colors)
-    top = y if below else y - total
-    # Out of room on that side: flip inside the box (top edge) or pull back in (bottom).
-    top = min(max(top, 0), max(height - total, 0))
-    for i, ((text, color), ((w, h), _)) in enumerate(zip(texts_colors, sizes, strict=True)):
-        row_top = top + i * row_h
-        left = min(max(x, 0), max(width - (w + 2 * pad), 0))
-        cv2.rectangle(img, (left, row_top), (left + w + 2 * pad, row_top + row_h - 1), color, -1)
+    return [w + 2 * pad for (w, _), _ in sizes], row_h
+
+
+def _scales(scale: float) -> list[float]:
+    # Shrink in two steps, not below 0.35: smaller Hershey digits blur into each other.
+    return [scale] + [s for s in (scale * 0.8, scale * 0.65) if s >= 0.35]
+
+
+_PARENTHESIS = re.compile(r"\s*\([^)]*\)")
+
+
+def _short(rows: Sequence[Row]) -> list[Row]:
+    """Rows without AVA's parenthesised explanations ("talk to (e.g., self, ...)" -> "talk
+    to")."""
+    return [(_PARENTHESIS.sub("", text), color) for text, color in rows]
+
+
+def _forms(rows: Sequence[Row], summary: Row | None, scale: float) -> list[tuple[list[Row], float]]:
+    """A box's label forms from the most to the least complete: full rows, short rows, short
+    rows at smaller fonts, then the one-row summary at each font."""
+    forms = [(list(rows), scale)]
+    forms += [(_short(rows), s) for s in _scales(scale)]
+    if summary is not None and (len(rows) > 1 or summary != rows[0]):
+        forms += [(_short([summary]), s) for s in _scales(scale)]
+    return forms
+
+
+def layout_label_stacks(
+    boxes: Sequence[tuple[int, int, int, int]],
+    rows: Sequence[Sequence[Row]],
+    summaries: Sequence[Row | None],
+    height: int,
+    width: int,
+    *,
+    below: bool = False,
+    scale: float | None = None,
+) -> list[LabelStack | None]:
+    """Place each box's label rows so that no two stacks overlap and all stay in the frame.
+
+    Args:
+        boxes: per box (x1, y1, x2, y2), the drawn edges (last pixel inclusive), inside the
+            frame.
+        rows: per box, its label rows top to bottom (may be empty: nothing placed).
+        summaries: per box, the single row shown when the full stack fits nowhere ("stand +2").
+        height, width: the frame's size.
+        below: the preferred side: above the box's top edge (predictions) or under its bottom
+            edge (ground truth).
+        scale: the font scale to start from (default: from the frame size).
+    Returns:
+        Per box, its `LabelStack`, or None when it has no rows or not even its summary fits.
+
+    Each box has label forms from the most to the least complete: its rows; the rows without
+    parenthesised explanations; those at 0.8 and 0.65 of the font; its summary row at each
+    font. Positions, in order: the preferred side, the other side, inside the box's top and
+    bottom edges, one and two rows further out, then against the stacks already placed; each
+    aligned with the box's left edge, right edge or centre, or beside a placed stack where
+    that still spans part of the box's width, and pulled inside the frame. First every box
+    takes the first form at which all of them fit (boxes served left to right, first free
+    position), so one crowded group of boxes cannot take all the room; then each box in turn
+    moves to a more complete form where one fits around the other stacks without covering
+    another box.
+    Where even the summaries do not all fit, the boxes that find no room get None.
+    """
+    if not len(boxes) == len(rows) == len(summaries):
+        raise ValueError(f"{len(boxes)} boxes, {len(rows)} row lists, {len(summaries)} summaries")
+    scale = _font_scale(height, width) if scale is None else scale
+    order = sorted(
+        (i for i in range(len(boxes)) if rows[i]), key=lambda i: (boxes[i][0], boxes[i][1], i)
+    )
+    forms = {i: _forms(rows[i], summaries[i], scale) for i in order}
+    levels = max((len(f) for f in forms.values()), default=0)
+    out: list[LabelStack | None] = [None] * len(boxes)
+    level_of: dict[int, int] = {}
+    for level in range(levels):
+        placed: list[Rect] = []
+        trial: dict[int, LabelStack | None] = {}
+        for i in order:
+            form_rows, s = forms[i][min(level, len(forms[i]) - 1)]
+            stack = _fit(boxes[i], form_rows, s, height, width, below, placed)
+            trial[i] = stack
+            if stack is not None:
+                placed.append(stack.bounds)
+            elif level < levels - 1:
+                break  # this level cannot hold everyone: try the next one
+        if all(trial.get(i) is not None for i in order) or level == levels - 1:
+            for i in order:
+                out[i] = trial.get(i)
+                level_of[i] = min(level, len(forms[i]) - 1)
+            break
+    # Upgrade where there is room left: each box, the others fixed, takes its most complete
+    # form that fits without covering another box (a long stack over the neighbours would
+    # make the frame harder to read than a uniformly compact one).
+    for i in order:
+        if out[i] is None:
+            continue
+        others = [st.bounds for j, st in enumerate(out) if j != i and st is not None]
+        others += [(b[0], b[1], b[2] + 1, b[3] + 1) for j, b in enumerate(boxes) if j != i]
+        for form_rows, s in forms[i][: level_of[i]]:
+            better = _fit(boxes[i], form_rows, s, height, width, below, others)
+            if better is not None:
+                out[i] = better
+                break
+    return out
+
+
+def _fit(
+    box: tuple[int, int, int, int],
+    rows: list[Row],
+    scale: float,
+    height: int,
+    width: int,
+    below: bool,
+    placed: list[Rect],
+) -> LabelStack | None:
+    """The stack of `rows` at the first free position around `box`, or None."""
+    widths, row_h = _row_sizes(rows, scale)
+    stack_w, stack_h = max(widths), row_h * len(rows)
+    if stack_w > width or stack_h > height:
+        return None
+    x1, y1, x2, y2 = box
+    above, under = y1 - stack_h, y2 + 1
+    inside_top, inside_bottom = y1 + 1, y2 - stack_h
+    if below:
+        tops = [under, above, inside_bottom, inside_top, under + row_h, under + 2 * row_h]
+    else:
+        tops = [above, under, inside_top, inside_bottom, above - row_h, above - 2 * row_h]
+    lefts = [x1, x2 + 1 - stack_w, (x1 + x2 + 1 - stack_w) // 2]
+    taken = np.array(placed, np.int64).reshape(-1, 4)
+    # Then against the stacks already placed nearby: beside them (if still over this box),
+    # or just under or over them.
+    near = taken[
+        (taken[:, 0] < x2 + 1 + stack_w)
+        & (taken[:, 2] > x1 - stack_w)
+        & (taken[:, 1] < y2 + 4 * stack_h)
+        & (taken[:, 3] > y1 - 4 * stack_h)
+    ]
+    # The 6 nearest are enough, and keep crowded frames fast (candidates grow as their square).
+    centre = np.array([x1 + x2, y1 + y2]) / 2
+    near = near[np.argsort(np.abs((near[:, :2] + near[:, 2:]) / 2 - centre).sum(axis=1))[:6]]
+    lefts += [int(r[2]) for r in near if r[2] <= x2] + [
+        int(r[0]) - stack_w for r in near if r[0] > x1
+    ]
+    tops += [int(r[3]) for r in near] + [int(r[1]) - stack_h for r in near]
+    # Every candidate in order of preference, pulled inside the frame, tested at once.
+    cand_top = np.repeat(np.clip(tops, 0, height - stack_h), len(lefts))
+    cand_left = np.tile(np.clip(lefts, 0, width - stack_w), len(tops))
+    clash = (
+        (cand_left[:, None] < taken[None, :, 2])
+        & (taken[None, :, 0] < cand_left[:, None] + stack_w)
+        & (cand_top[:, None] < taken[None, :, 3])
+        & (taken[None, :, 1] < cand_top[:, None] + stack_h)
+    ).any(axis=1)
+    free = np.flatnonzero(~clash)
+    if not len(free):
+        return None
+    left, top = int(cand_left[free[0]]), int(cand_top[free[0]])
+    return LabelStack(
+        rects=tuple(
+            (left, top + k * row_h, left + w, top + (k + 1) * row_h) for k, w in enumerate(widths)
+        ),
+        texts=tuple(text for text, _ in rows),
+        colors=tuple(color for _, color in rows),
+        scale=scale,
+    )
+
+
+def _draw_stack(img: np.ndarray, stack: LabelStack) -> None:
+    thickness, pad = _thickness(stack.scale), _pad(stack.scale)
+    for (x1, y1, x2, y2), text, color in zip(stack.rects, stack.texts, stack.colors, strict=True):
+        cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), color, -1)
+        (_, h), _ = cv2.getTextSize(text, _FONT, stack.scale, thickness)
         cv2.putText(
             img,
             text,
-            (left + pad, row_top + pad + h),
+            (x1 + pad, y1 + pad + h),
             _FONT,
-            scale,
+            stack.scale,
             text_color(color),
             thickness,
             cv2.LINE_AA,
         )
+
+
+def _check_inputs(n: int, labels, person_scores, track_ids, style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"{len(labels)} label lists for {n} boxes")
+    if person_scores is not None and len(person_scores) != n:
+        raise ValueError(f"{len(person_scores)} person scores for {n} boxes")
+    if track_ids is not None and len(track_ids) != n:
+        raise ValueError(f"{len(track_ids)} track ids for {n} boxes")
+
+
+def _drawn_box(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The box's edges as drawn (last pixel inclusive), or None when nothing of it shows."""
+    if not np.isfinite(box).all():
+        return None
+    x1, y1, x2, y2 = clip_boxes(box, height, width, convention="edges")[0].round().astype(int)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    # Keep the far edges on-screen: pixel `width` itself is one past the image.
+    return int(x1), int(y1), min(int(x2), width - 1), min(int(y2), height - 1)
+
+
+def _box_rows(
+    box_labels: list[Label], person_score: float | None, track_id: int | None, with_score: bool
+) -> tuple[list[Row], Row | None]:
+    """(label rows, one-row summary) of one box."""
+    rows: list[Row] = []
+    if person_score is not None:
+        rows.append((f"person {person_score:.2f}", PERSON_COLOR))
+    rows += [(_label_text(lab, with_score), class_color(lab[0])) for lab in box_labels]
+    prefix = f"#{track_id}" if track_id is not None else ""
+    if prefix:
+        rows = (
+            [(f"{prefix} {rows[0][0]}", rows[0][1]), *rows[1:]]
+            if rows
+            else [(prefix, PERSON_COLOR)]
+        )
+    if not box_labels:
+        return rows, rows[0] if rows else None
+    head = " ".join(t for t in (prefix, box_labels[0][1]) if t)
+    more = len(rows) - 1
+    return rows, (f"{head} +{more}" if more else head, class_color(box_labels[0][0]))
+
+
+def layout_labels(
+    height: int,
+    width: int,
+    boxes: np.ndarray,
+    labels: Sequence[Sequence[Label]] | None = None,
+    *,
+    person_scores: Sequence[float] | np.ndarray | None = None,
+    track_ids: Sequence[int] | np.ndarray | None = None,
+    style: str = "prediction",
+) -> list[LabelStack | None]:
+    """The label stacks `draw_detections` draws for these arguments, one per box (None for a
+    box not drawn or without labels); geometry only, nothing is drawn."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    _check_inputs(len(boxes), labels, person_scores, track_ids, style)
+    kept, drawn, stacks, summaries = [], [], [], []
+    for i, box in enumerate(boxes):
+        edges = _drawn_box(box, height, width)
+        if edges is None:
+            continue
+        rows, summary = _box_rows(
+            list(labels[i]) if labels is not None else [],
+            float(person_scores[i]) if person_scores is not None else None,
+            int(track_ids[i]) if track_ids is not None else None,
+            with_score=style != "ground_truth",
+        )
+        kept.append(i)
+        drawn.append(edges)
+        stacks.append(rows)
+        summaries.append(summary)
+    placed = layout_label_stacks(
+        drawn, stacks, summaries, height, width, below=style == "ground_truth"
+    )
+    out: list[LabelStack | None] = [None] * len(boxes)
+    for i, stack in zip(kept, placed, strict=True):
+        out[i] = stack
+    return out
 
 
 def draw_detections(
@@ -100,10 +381,17 @@ def draw_detections(
     labels: Sequence[Sequence[Label]] | None = None,
     *,
     person_scores: Sequence[float] | np.ndarray | None = None,
+    track_ids: Sequence[int] | np.ndarray | None = None,
     style: str = "prediction",
     thickness: int | None = None,
 ) -> np.ndarray:
     """A copy of `frame_rgb` with boxes and their labels drawn.
+
+    Label stacks never overlap each other nor leave the frame (`layout_labels`): a stack
+    that does not fit on its preferred side moves to the other side or inside the box, drops
+    AVA's parenthesised explanations, shrinks, then collapses to one row ("#3 stand +2": the
+    best label and how many rows are hidden); a box with no room even for that keeps only its
+    edges.
 
     Args:
         frame_rgb: uint8 RGB [H, W, 3].
@@ -112,51 +400,43 @@ def draw_detections(
         labels: for each box, its labels as (class id, name, score or None), best first;
             the box takes the colour of its first label's class.
         person_scores: [N] person-detector scores, drawn as "person 0.93" before the labels.
+        track_ids: [N] track ids, shown as "#3" at the start of the box's first label row.
         style: "prediction" (solid, labels above) or "ground_truth" (dashed, labels below,
             scores not shown).
         thickness: line width in pixels (default scales with the frame).
     Returns:
         uint8 RGB [H, W, 3].
     """
-    if style not in STYLES:
-        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
         raise ValueError(
             f"frame must be uint8 RGB [H, W, 3], got {frame_rgb.dtype} {frame_rgb.shape}"
         )
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    n = len(boxes)
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"{len(labels)} label lists for {n} boxes")
-    if person_scores is not None and len(person_scores) != n:
-        raise ValueError(f"{len(person_scores)} person scores for {n} boxes")
     img = np.ascontiguousarray(frame_rgb).copy()
     height, width = img.shape[:2]
-    scale = _font_scale(height, width)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    stacks = layout_labels(
+        height,
+        width,
+        boxes,
+        labels,
+        person_scores=person_scores,
+        track_ids=track_ids,
+        style=style,
+    )
     thickness = thickness or max(1, round(min(height, width) / 240))
-    ground_truth = style == "ground_truth"
     for i, box in enumerate(boxes):
-        if not np.isfinite(box).all():
+        edges = _drawn_box(box, height, width)
+        if edges is None:
             continue
-        x1, y1, x2, y2 = clip_boxes(box, height, width, convention="edges")[0].round().astype(int)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        # Keep the far edges on-screen: pixel `width` itself is one past the image.
-        x2, y2 = min(x2, width - 1), min(y2, height - 1)
-        box_labels = list(labels[i]) if labels is not None else []
-        color = class_color(box_labels[0][0]) if box_labels else PERSON_COLOR
-        if ground_truth:
+        x1, y1, x2, y2 = edges
+        color = class_color(labels[i][0][0]) if labels is not None and labels[i] else PERSON_COLOR
+        if style == "ground_truth":
             _dashed_rectangle(img, (x1, y1), (x2, y2), color, thickness, dash=4 * thickness + 4)
         else:
             cv2.rectangle(img, (x1, y1), (x2, y2), color, thickness)
-        rows = []
-        if person_scores is not None:
-            rows.append((f"person {float(person_scores[i]):.2f}", PERSON_COLOR))
-        rows += [(_label_text(lab, not ground_truth), class_color(lab[0])) for lab in box_labels]
-        if rows:
-            _draw_label_stack(
-                img, rows, x1, y2 + 1 if ground_truth else y1, below=ground_truth, scale=scale
-            )
+    for stack in stacks:
+        if stack is not None:
+            _draw_stack(img, stack)
     return img
 
 
