@@ -280,7 +280,41 @@ def test_demo_app_runs_outside_the_checkout_with_default_outputs(
     out = capsys.readouterr().out
     assert "UNTRAINED action model" in out
     assert "1 keyframes, 0 person boxes, 10 frames at 10 fps" in out
-    for suffix in ("mp4", "csv", "json"):
-        assert (tmp_path / "demo_output" / f"grey_actions.{suffix}").is_file()
+    for name in (".mp4", ".csv", ".json", "_segments.csv", "_segments.json", "_timeline.png"):
+        assert (tmp_path / "demo_output" / f"grey_actions{name}").is_file()
     doc = json.loads((tmp_path / "demo_output" / "grey_actions.json").read_text())
     assert doc["untrained_action_model"] is True and doc["keyframes"][0]["persons"] == []
+
+
+def test_demo_app_runs_a_folder_and_skips_videos_already_done(tmp_path, project_root, capsys):
+    """A folder of videos in one command: outputs per video in --output, a summary table; run
+    again, the videos whose outputs are complete are skipped (a missing output reruns one)."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    _write_plain_video(folder / "one.mkv", 64, 48, seconds=1)
+    _write_plain_video(folder / "two.mkv", 64, 48, seconds=2)
+    args = ["--config", str(project_root / TINY), "--input", str(folder), "--quiet"]
+    args += ["--output", str(tmp_path / "out")]
+    assert demo_main(args) == 0
+    out = capsys.readouterr().out
+    assert "| one.mkv | 1.0 | 1 | 0 | 10 |" in out and "| two.mkv | 2.0 | 2 | 0 | 20 |" in out
+    assert "| **2 videos** |" in out
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(written) == 12 and "two_actions_timeline.png" in written
+
+    (tmp_path / "out" / "two_actions.json").unlink()
+    assert demo_main(args) == 0
+    out = capsys.readouterr().out
+    assert "skipping 1 of 2 videos" in out
+    assert "two.mkv" in out and "one.mkv" not in out.split("skipping")[1]
+    assert (tmp_path / "out" / "two_actions.json").is_file()
+
+
+def test_sequential_option_runs_the_old_demo_loop(tmp_path, project_root, capsys):
+    video = tmp_path / "grey.mkv"
+    _write_plain_video(video, 64, 48, seconds=1)
+    out = tmp_path / "o.mp4"
+    args = ["--config", str(project_root / TINY), "--input", str(video), "--output", str(out)]
+    assert demo_main([*args, "--quiet", "--sequential"]) == 0
+    assert "1 keyframes, 0 person boxes, 10 frames at 10 fps" in capsys.readouterr().out
+    assert out.is_file() and not (tmp_path / "o_timeline.png").exists()

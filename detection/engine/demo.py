@@ -1,6 +1,8 @@
-"""The demo loop on a user's video: person boxes and AVA action scores on keyframes (through an
-`ActionPredictor`), an annotated H.264 video, and the AVA-format CSV and JSON of the scores.
-The command line around it is `detection.apps.demo`.
+"""The sequential demo loop on a user's video: person boxes and AVA action scores on keyframes
+(through an `ActionPredictor`), an annotated H.264 video, and the AVA-format CSV and JSON of the
+scores. The command line runs the streaming engine (`detection.engine.stream`) instead; this loop
+stays as the reference it is measured and tested against (``--sequential``,
+benchmarks/demo_speed.py), and its helpers (`keyframe_times`, `top_actions`) are the engine's.
 
 The video is streamed twice and never held in memory: pass 1 seeks to each keyframe and decodes
 only its clip (detector + action model), pass 2 decodes the span frame by frame, draws the
