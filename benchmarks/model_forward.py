@@ -1,23 +1,34 @@
-"""SlowFast R50 detection forward on CPU: ours vs PyTorchVideo's slowfast_r50_detection.
+"""SlowFast R50 detection forward on CPU: ours vs PyTorchVideo's slowfast_r50_detection, and our
+ONNX export on ONNX Runtime and OpenVINO.
 
 Builds PyTorchVideo's model (random weights, random BN statistics so that BN folding is not a
 no-op), saves its state dict, loads that file into our SLOWFAST_32x2_R50 through
-`detection.checkpoint.load_checkpoint` (so both hold the same weights), and times one forward of
-the same clip and boxes in inference mode for: PyTorchVideo, our model as built, and our
-`optimize_for_inference` copy. Runs are interleaved and the minimum is reported, both as process
-CPU time (robust on a shared machine) and wall time. Also prints fvcore's GFLOPs per model.
+`detection.checkpoint.load_checkpoint` (so all hold the same weights), exports our model with
+`detection.export` (ONNX, and OpenVINO IR from it), and times one forward of the same clip and
+boxes for: PyTorchVideo, our model as built, our `optimize_for_inference` copy, ONNX Runtime and
+OpenVINO, at each thread count. Runs are interleaved and the minimum is reported, as process CPU
+time (robust on a shared machine) and wall time.
 
-Needs the `bench` extra (pytorchvideo, fvcore). Example:
-    .venv/bin/python benchmarks/model_forward.py --threads 1 --repeats 5
+Each row is also given as a share of this CPU's matrix-multiply peak at the same thread count,
+measured in the same run: a torch float32 matrix product of --gemm-size squared matrices
+(2 n^3 flops), timed interleaved with the models; "% peak" compares wall-time rates, "% peak cpu"
+rates per second of process CPU time (all threads), which other processes' load disturbs less
+on a shared machine. The model's flops are fvcore's count x 2
+(fvcore counts one multiply-add as one flop; RoIAlign is not counted).
+
+Needs the `bench` extra (pytorchvideo, fvcore) and the `export` extra. Example:
+    .venv/bin/python benchmarks/model_forward.py --threads 1 2 --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from detection.checkpoint import load_checkpoint  # noqa: E402
 from detection.config import load_config  # noqa: E402
+from detection.export import ExportedDetector, convert_to_openvino, export_onnx  # noqa: E402
 from detection.models import build_model  # noqa: E402
 from detection.models.optimize import optimize_for_inference  # noqa: E402
 
@@ -58,6 +70,7 @@ def randomize_bn(model: torch.nn.Module, seed: int) -> None:
 
 
 def gflops(model: torch.nn.Module, inputs: tuple) -> float:
+    """fvcore's count in GFLOPs x 2: flops, one multiply-add being two."""
     from fvcore.nn import FlopCountAnalysis
 
     count = FlopCountAnalysis(model, inputs)
@@ -65,78 +78,118 @@ def gflops(model: torch.nn.Module, inputs: tuple) -> float:
     count.uncalled_modules_warnings(False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return count.total() / 1e9
+        return 2 * count.total() / 1e9
+
+
+def timed_runs(
+    runs: dict[str, Callable[[], object]], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Min CPU and wall seconds of each run over `repeats` interleaved rounds (after a warm-up)."""
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # warm-up: oneDNN primitive creation, runtime graph compilation
+    for _ in range(repeats):
+        for name, run in runs.items():
+            c, w = time.process_time(), time.perf_counter()
+            run()
+            cpu[name].append(time.process_time() - c)
+            wall[name].append(time.perf_counter() - w)
+    return {n: min(v) for n, v in cpu.items()}, {n: min(v) for n, v in wall.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards per model")
     parser.add_argument("--size", type=int, default=224, help="frame height and width")
     parser.add_argument("--boxes", type=int, default=4, help="person boxes in the clip")
+    parser.add_argument("--gemm-size", type=int, default=2048, help="peak sgemm matrix size")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_before = os.getloadavg()
 
     reference = pytorchvideo_model()
     randomize_bn(reference, seed=1)
     reference.eval()
-    cfg = load_config(str(ROOT / "configs/AVA/SLOWFAST_32x2_R50.yaml"))
+    cfg = load_config(
+        str(ROOT / "configs/AVA/SLOWFAST_32x2_R50.yaml"),
+        ["DATA.TEST_CROP_SIZE", str(args.size)],
+    )
     ours = build_model(cfg).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "slowfast_r50_detection.pyth"
-        torch.save({"model_state": reference.state_dict()}, path)
-        report = load_checkpoint(path, ours)
+    tmp = tempfile.TemporaryDirectory()
+    weights = Path(tmp.name) / "slowfast_r50_detection.pyth"
+    torch.save({"model_state": reference.state_dict()}, weights)
+    report = load_checkpoint(weights, ours)
     optimized = optimize_for_inference(ours)
+    t = time.perf_counter()
+    onnx_path = export_onnx(cfg, Path(tmp.name) / "model.onnx", model=ours)
+    export_s = time.perf_counter() - t
+    xml_path = convert_to_openvino(onnx_path, onnx_path.with_suffix(".xml"))
 
     g = torch.Generator().manual_seed(2)
     fast = torch.randn(1, 3, cfg.DATA.NUM_FRAMES, args.size, args.size, generator=g)
     slow = fast[:, :, :: cfg.SLOWFAST.ALPHA].contiguous()
     corners = torch.rand(args.boxes, 2, 2, generator=g).sort(dim=1).values * args.size
     boxes = torch.cat([torch.zeros(args.boxes, 1), corners.flatten(1)[:, [0, 2, 1, 3]]], dim=1)
-
-    # PyTorchVideo's multipathway blocks write into the input list, so each call gets a new one.
-    runs = {
-        "pytorchvideo": lambda: reference([slow, fast], boxes),
-        "ours": lambda: ours([slow, fast], boxes),
-        "ours optimized": lambda: optimized([slow, fast], boxes),
-    }
-    cpu = {name: [] for name in runs}
-    wall = {name: [] for name in runs}
-    outputs = {}
-    with torch.inference_mode():
-        for name, run in runs.items():
-            outputs[name] = run()  # warm-up (oneDNN primitive creation)
-        for _ in range(args.repeats):
-            for name, run in runs.items():
-                c, w = time.process_time(), time.perf_counter()
-                run()
-                cpu[name].append(time.process_time() - c)
-                wall[name].append(time.perf_counter() - w)
-    flops = {
-        "pytorchvideo": gflops(reference, ([slow, fast], boxes)),
-        "ours": gflops(ours, ([slow, fast], boxes)),
-    }
+    n = args.gemm_size
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    model_gflop = gflops(ours, ([slow, fast], boxes))
 
     print(
         f"SlowFast R50 detection, 1 clip: slow {tuple(slow.shape)}, fast {tuple(fast.shape)}, "
-        f"{args.boxes} boxes; {args.threads} thread(s), min of {args.repeats} interleaved runs; "
-        f"weights loaded from PyTorchVideo ({report.format}, {len(report.loaded)} tensors)"
+        f"{args.boxes} boxes; min of {args.repeats} interleaved runs; weights loaded from "
+        f"PyTorchVideo ({report.format}, {len(report.loaded)} tensors); ONNX export "
+        f"{export_s:.0f} s wall"
     )
     print(
-        f"{'model':16s} {'cpu s':>7s} {'wall s':>7s} {'cpu ratio':>9s} {'wall ratio':>10s} "
-        f"{'max |diff|':>10s} {'GFLOPs':>7s}"
+        f"model: {model_gflop:.1f} GFLOP (fvcore count x 2); peak: {n}x{n} float32 matmul "
+        f"(torch) in the same run; load average before {load_before[0]:.1f} "
+        f"(on {os.cpu_count()} CPUs)"
     )
-    base_cpu, base_wall = min(cpu["pytorchvideo"]), min(wall["pytorchvideo"])
-    for name in runs:
-        diff = (outputs[name] - outputs["pytorchvideo"]).abs().max().item()
-        flop = f"{flops[name]:7.1f}" if name in flops else f"{'(same)':>7s}"
-        print(
-            f"{name:16s} {min(cpu[name]):7.3f} {min(wall[name]):7.3f} "
-            f"{min(cpu[name]) / base_cpu:9.2f} {min(wall[name]) / base_wall:10.2f} "
-            f"{diff:10.1e} {flop}"
-        )
-    print("GFLOPs: fvcore's count (one multiply-add = one flop); RoIAlign is not counted.")
+    print(
+        f"{'model':16s} {'threads':>7s} {'cpu s':>7s} {'wall s':>7s} {'wall ratio':>10s} "
+        f"{'max |diff|':>10s} {'GFLOP/s':>8s} {'% peak':>7s} {'% peak cpu':>10s}"
+    )
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        ort = ExportedDetector(onnx_path, "onnxruntime", num_threads=threads)
+        ov = ExportedDetector(xml_path, "openvino", num_threads=threads)
+        # PyTorchVideo's multipathway blocks write into the input list: each call gets a new one.
+        runs: dict[str, Callable[[], object]] = {
+            "pytorchvideo": lambda: reference([slow, fast], boxes),
+            "ours": lambda: ours([slow, fast], boxes),
+            "ours optimized": lambda: optimized([slow, fast], boxes),
+            "onnxruntime": lambda run=ort: run([slow, fast], boxes),
+            "openvino": lambda run=ov: run([slow, fast], boxes),
+            "peak sgemm": lambda: torch.mm(a, b),
+        }
+        with torch.inference_mode():
+            outputs = {name: run() for name, run in runs.items() if name != "peak sgemm"}
+            cpu, wall = timed_runs(runs, args.repeats)
+        gemm_gflop = 2 * n**3 / 1e9
+        for name in runs:
+            gflop = gemm_gflop if name == "peak sgemm" else model_gflop
+            # Rates per wall second, and per CPU second (what the load of other processes does
+            # not change), each against the sgemm's rate of the same kind.
+            rate, rate_cpu = gflop / wall[name], gflop / cpu[name]
+            share = rate / (gemm_gflop / wall["peak sgemm"])
+            share_cpu = rate_cpu / (gemm_gflop / cpu["peak sgemm"])
+            if name == "peak sgemm":
+                ratio, diff = "", ""
+            else:
+                ratio = f"{wall[name] / wall['pytorchvideo']:.2f}"
+                diff = f"{(outputs[name] - outputs['pytorchvideo']).abs().max().item():.1e}"
+            print(
+                f"{name:16s} {threads:7d} {cpu[name]:7.3f} {wall[name]:7.3f} {ratio:>10s} "
+                f"{diff:>10s} {rate:8.1f} {100 * share:6.1f}% {100 * share_cpu:9.1f}%"
+            )
+    print(
+        f"load average after {os.getloadavg()[0]:.1f}. GFLOP/s and % peak from wall time, "
+        "% peak cpu from process CPU time (per CPU second, all threads). onnxruntime and "
+        "openvino run our ONNX export (fp32; BN folded by the exporter)."
+    )
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -615,8 +615,8 @@ class _Run:
             keep = d.track_ids >= 1
             # The segmenter's column c is label map id c; the model's column i is id i + 1.
             scores = prediction.action_scores[keep][:, self._labelmap_columns]
-            if len(scores):
-                self.segmenter.update(d.clip.time_s, d.track_ids[keep], scores)
+            # Keyframes without anyone are given too: they end the segments running across them.
+            self.segmenter.update(d.clip.time_s, d.track_ids[keep], scores)
             out.append(
                 KeyframeResult(
                     d.clip.index, d.clip.time_s, prediction, d.track_ids, d.tracked, labels

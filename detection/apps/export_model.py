@@ -1,0 +1,67 @@
+"""The `tools/export_model.py` command: the action detector as ONNX and OpenVINO IR."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from detection.apps.cli import run_tool, tool_parser
+from detection.config import load_config
+
+DESCRIPTION = """\
+Export the action detector (SlowFast or Slow-only backbone + RoI head, eval mode) as ONNX
+(opset 20, PyTorch's torch.export-based exporter), and with --openvino also as OpenVINO IR.
+
+Inputs of the exported model (float32; B clips and K boxes are dynamic, T, H, W fixed):
+  slow   [B,3,T/alpha,H,W]  (Slow-only: [B,3,T,H,W])  T = DATA.NUM_FRAMES, alpha = SLOWFAST.ALPHA
+  fast   [B,3,T,H,W]        SlowFast only
+  boxes  [K,5]              (batch index, x1, y1, x2, y2) in input pixels
+Pixels are normalized as (x/255 - mean[c]) / std[c] per input channel, RGB (BGR when AVA.BGR);
+the file's metadata gives channel_order, mean and std in input-channel order, and the config.
+Output: scores [K,MODEL.NUM_CLASSES], the head's eval activation (sigmoid probabilities for
+AVA); column i is AVA action id i + 1.
+
+Reads: the config file and KEY VALUE overrides; --weights (any checkpoint format the project
+reads; default MODEL.WEIGHTS; random weights if neither is set).
+Writes: --output (the .onnx file); with --openvino the IR beside it (same name, .xml and .bin).
+Needs the export extra: pip install 'slowfast-ava-detection[export]'.
+
+Example:
+  python tools/export_model.py --config configs/AVA/SLOWFAST_32x2_R50.yaml \\
+      --weights SLOWFAST_32x2_R50.pyth --output slowfast_r50.onnx --openvino
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = tool_parser(DESCRIPTION)
+    parser.add_argument("--config", required=True, help="YAML config (may use _BASE_)")
+    parser.add_argument("--output", required=True, help="the ONNX file to write (.onnx)")
+    parser.add_argument("--weights", help="checkpoint to export (default: MODEL.WEIGHTS)")
+    parser.add_argument("--openvino", action="store_true", help="also write OpenVINO IR")
+    parser.add_argument("--height", type=int, help="input height (default DATA.TEST_CROP_SIZE)")
+    parser.add_argument("--width", type=int, help="input width (default DATA.TEST_CROP_SIZE)")
+    parser.add_argument("opts", nargs="*", help="KEY VALUE config overrides")
+    # Intermixed, so that options may come before or after the KEY VALUE overrides.
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # The ONNX optimizer logs each of its passes at INFO.
+    for name in ("onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    def job() -> list[Path]:
+        cfg = load_config(args.config, args.opts)
+        from detection.export import ExportConfigError, convert_to_openvino, export_onnx
+
+        output = Path(args.output)
+        if output.suffix != ".onnx":
+            raise ExportConfigError(f"--output must name an .onnx file, got {output}")
+        weights = args.weights or cfg.MODEL.WEIGHTS or None
+        written = [export_onnx(cfg, output, weights=weights, height=args.height, width=args.width)]
+        if args.openvino:
+            xml = convert_to_openvino(output, output.with_suffix(".xml"))
+            written += [xml, xml.with_suffix(".bin")]
+        return written
+
+    for path in run_tool(job):
+        print(path)
+    return 0

@@ -1,0 +1,51 @@
+"""Export of the action detector to ONNX and OpenVINO IR, and runtimes for the exported files.
+
+- `export_onnx(cfg, output, weights=...)`: the eval-mode backbone + RoI head as ONNX, inputs
+  `slow` [B,3,T/alpha,H,W] (+ `fast` [B,3,T,H,W]) and `boxes` [K,5], output `scores` [K,C]
+  (B and K dynamic); `detection.export.onnx` documents the contract and the normalization.
+- `convert_to_openvino(onnx_path, xml_path)`: the same model as OpenVINO IR (.xml + .bin, fp32).
+- `ExportedDetector(path, backend)`: runs a file as `runtime([slow, fast], boxes) -> [K, C]`.
+- `load_runtime(cfg, weights, backend)` / `cached_export`: export on first use into a cache
+  keyed by a hash of the config, the weights' bytes and the clip size; `CachedDetector` does so
+  for each frame size it is called with.
+
+Needs the `export` extra (onnx, onnxscript, onnxruntime, openvino).
+"""
+
+from .onnx import (
+    IO_DOC,
+    OPSET,
+    ClipShape,
+    ExportConfigError,
+    ExportDependencyError,
+    export_onnx,
+    normalization,
+)
+from .openvino import convert_to_openvino
+from .runtime import (
+    BACKENDS,
+    CachedDetector,
+    ExportedDetector,
+    ExportedInputError,
+    cached_export,
+    export_cache_path,
+    load_runtime,
+)
+
+__all__ = [
+    "BACKENDS",
+    "CachedDetector",
+    "IO_DOC",
+    "OPSET",
+    "ClipShape",
+    "ExportConfigError",
+    "ExportDependencyError",
+    "ExportedDetector",
+    "ExportedInputError",
+    "cached_export",
+    "convert_to_openvino",
+    "export_cache_path",
+    "export_onnx",
+    "load_runtime",
+    "normalization",
+]
