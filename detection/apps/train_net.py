@@ -19,7 +19,7 @@ TRAIN.CHECKPOINT_PERIOD epochs, log.jsonl (JSON lines), tensorboard/, and after 
 the test split (every TRAIN.EVAL_PERIOD epochs and at the end if TEST.ENABLE) detections.csv
 (AVA format) and metrics.json ({"official": {"mAP", "per_class"}, "pyslowfast": {"mAP",
 "per_class"}}: the official ActivityNet protocol and PySlowFast's, see README "Evaluation").
-The dataset is checked first (tools/check_dataset.py): errors stop the run, warnings are logged.
+The dataset is checked first (tools/check_dataset.py): its errors stop the run.
 
 Several processes:  torchrun --nproc_per_node N tools/train_net.py --config CFG ...
 """
@@ -31,7 +31,9 @@ def _train(cfg: CfgNode) -> dict | None:
     from detection.data.doctor import require_healthy_dataset
     from detection.engine import train
 
-    require_healthy_dataset(cfg)
+    # Errors only: the trainer states what matters of the warnings (rare classes, a schedule
+    # too long for the data) itself; tools/check_dataset.py lists them all.
+    require_healthy_dataset(cfg, log_warnings=False)
     return train(cfg)
 
 

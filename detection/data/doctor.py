@@ -202,14 +202,16 @@ def check_dataset(
 
 
 def require_healthy_dataset(
-    cfg: CfgNode, *, decode_videos: bool = True, splits: Sequence[str] = SPLITS
+    cfg: CfgNode,
+    *,
+    decode_videos: bool = True,
+    splits: Sequence[str] = SPLITS,
+    log_warnings: bool = True,
 ) -> DoctorReport:
-    """`check_dataset` for the start of a training or test run: logs the warnings and raises
-    `DatasetCheckError` naming the errors, if any (run ``tools/check_dataset.py`` for the
-    full report)."""
+    """`check_dataset` for the start of a training or test run: raises `DatasetCheckError`
+    naming the errors, if any (run ``tools/check_dataset.py`` for the full report), and logs
+    the warnings when `log_warnings` and there is no error."""
     report = check_dataset(cfg, decode_videos=decode_videos, splits=splits)
-    for finding in report.warnings:
-        logger.warning("dataset check: %s", finding.format())
     if report.errors:
         first = report.errors[0]
         where = f" ({first.examples[0]})" if first.examples else ""
@@ -217,6 +219,9 @@ def require_healthy_dataset(
             f"dataset {report.root}: {report.summary()}; first: [{first.check}] "
             f"{first.message}{where}; run tools/check_dataset.py {report.root} for the report"
         )
+    if log_warnings:
+        for finding in report.warnings:
+            logger.warning("dataset check: %s", finding.format())
     return report
 
 
