@@ -21,6 +21,7 @@ from detection.visualization import (
     save_png,
     text_color,
 )
+from detection.visualization.draw import leader_line
 from detection.visualization.keyframes import render_ava
 
 GREY = 128
@@ -161,6 +162,8 @@ def test_banner_and_contact_sheet(tmp_path):
     frames = [_grey(), _grey(576, 768), _grey(240, 426)]
     banner = draw_banner(frames[0], "untrained action model")
     assert banner[:5].mean() < GREY and (banner[100:] == GREY).all()
+    bottom = draw_banner(frames[0], "untrained action model", at="bottom")
+    assert bottom[-5:].mean() < GREY and (bottom[:-100] == GREY).all()
     sheet = contact_sheet(frames, ["a", "b", "c"], columns=2, tile_width=200)
     assert sheet.shape[1] == 2 * 200 + 3 * 4
     path = save_png(tmp_path / "sheet.png", sheet)
@@ -272,3 +275,12 @@ def test_visualize_cli_reports_user_mistakes(ava_clip, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1, err
         assert re.search(message, err), err
+
+
+def test_a_label_stack_away_from_its_box_is_tied_to_it_by_a_line():
+    box = (100, 100, 140, 200)
+    assert leader_line((100, 80, 180, 100), box) is None  # right above the box: touching
+    start, end = leader_line((10, 10, 60, 40), box)
+    assert (start, end) == ((59, 39), (100, 100))  # stack corner nearest the box -> box corner
+    start, end = leader_line((300, 140, 380, 160), box)
+    assert start == (300, 150) and end == (140, 150)  # beside it: a horizontal line

@@ -215,7 +215,7 @@ def _write_video(
                     person_scores=prediction.person_scores,
                 )
                 if untrained:
-                    frame = draw_banner(frame, UNTRAINED_NOTICE)
+                    frame = draw_banner(frame, UNTRAINED_NOTICE, at="bottom")
             with times.measure("encode"):
                 writer.write(frame)
             count += 1

@@ -674,7 +674,7 @@ class _Run:
             rgb, persons.boxes, labels, person_scores=persons.scores, track_ids=ids
         )
         if self.predictor.untrained:
-            frame = draw_banner(frame, UNTRAINED_NOTICE)
+            frame = draw_banner(frame, UNTRAINED_NOTICE, at="bottom")
         return frame
 
     def _render(self, rgb: np.ndarray, t: float, bar: tqdm) -> None:

@@ -434,10 +434,31 @@ def draw_detections(
             _dashed_rectangle(img, (x1, y1), (x2, y2), color, thickness, dash=4 * thickness + 4)
         else:
             cv2.rectangle(img, (x1, y1), (x2, y2), color, thickness)
+        stack = stacks[i] if i < len(stacks) else None
+        leader = None if stack is None else leader_line(stack.bounds, edges)
+        if leader is not None:
+            # A stack moved away from its box (no room beside it) stays tied to it by a line.
+            cv2.line(img, leader[0], leader[1], color, 1, cv2.LINE_AA)
     for stack in stacks:
         if stack is not None:
             _draw_stack(img, stack)
     return img
+
+
+def leader_line(
+    stack: Rect, box: tuple[int, int, int, int]
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The segment tying a label stack (x1, y1, x2, y2, ends exclusive) to its box (x1, y1, x2,
+    y2 in pixels) when they do not touch: from the stack's point nearest the box's centre to the
+    box's point nearest that; None when they are at most 2 pixels apart."""
+    sx1, sy1, sx2, sy2 = (int(v) for v in stack)
+    bx1, by1, bx2, by2 = (int(v) for v in box)
+    px = min(max((bx1 + bx2) // 2, sx1), sx2 - 1)
+    py = min(max((by1 + by2) // 2, sy1), sy2 - 1)
+    qx, qy = min(max(px, bx1), bx2), min(max(py, by1), by2)
+    if abs(px - qx) + abs(py - qy) <= 2:
+        return None
+    return (px, py), (qx, qy)
 
 
 def _banner_metrics(text: str, scale: float) -> tuple[int, int, int, int]:
@@ -448,14 +469,20 @@ def _banner_metrics(text: str, scale: float) -> tuple[int, int, int, int]:
     return h, h + baseline + 2 * pad, pad, thickness
 
 
-def draw_banner(frame_rgb: np.ndarray, text: str) -> np.ndarray:
-    """A copy of `frame_rgb` with `text` on a darkened strip across the top (notices such as
-    "untrained model")."""
+def draw_banner(frame_rgb: np.ndarray, text: str, *, at: str = "top") -> np.ndarray:
+    """A copy of `frame_rgb` with `text` on a darkened strip across the top or the bottom
+    (`at`), for notices such as "untrained model". Over annotated frames put it at the bottom:
+    prediction labels sit above their boxes, so the top strip is where they go first."""
+    if at not in ("top", "bottom"):
+        raise ValueError(f"at must be 'top' or 'bottom', got {at!r}")
     img = np.ascontiguousarray(frame_rgb).copy()
     scale = _font_scale(*img.shape[:2])
     h, strip, pad, thickness = _banner_metrics(text, scale)
-    img[:strip] = (img[:strip] * 0.3).astype(np.uint8)
-    cv2.putText(img, text, (pad, pad + h), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    top = 0 if at == "top" else img.shape[0] - strip
+    img[top : top + strip] = (img[top : top + strip] * 0.3).astype(np.uint8)
+    cv2.putText(
+        img, text, (pad, top + pad + h), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA
+    )
     return img
 
 
