@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from detection.data.video import VideoReader, iter_layout_frames, jpeg_rgb  # noqa: E402
+from ffmpeg_reference import extract_at_30fps, reference_frames, run_ffmpeg  # noqa: E402
+
+from detection.data.video import VideoReader, iter_layout_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {
@@ -53,13 +53,9 @@ CASES = [(fps, "HD", "bt709", "limited") for fps in RATES] + [
 ]
 
 
-def _ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
 def make_clip(source: Path, out: Path, fps: str, size: str, tag: str, rng: str, seconds: float):
     vf = f"fps={RATES[fps]},scale={SIZES[size]}:out_range={rng},noise=alls=4:allf=t,format=yuv420p"
-    _ffmpeg("-i", str(source), "-t", str(seconds), "-vf", vf, "-c:v", "libx264", "-crf", "18",
+    run_ffmpeg("-i", str(source), "-t", str(seconds), "-vf", vf, "-c:v", "libx264", "-crf", "18",
             "-colorspace", MATRICES[tag], "-color_range", "pc" if rng == "full" else "tv",
             str(out))  # fmt: skip
 
@@ -69,10 +65,10 @@ def special_clips(source: Path, tmp: Path, seconds: float) -> dict[str, Path]:
     make_clip(source, base, "25", "SD", "bt601", "limited", seconds)
     vfr, start, late = tmp / "vfr.mp4", tmp / "start.mp4", tmp / "late.mkv"
     vf = "scale=640:480,noise=alls=4:allf=t,setpts='(N/20+0.03*random(0))/TB',format=yuv420p"
-    _ffmpeg("-i", str(source), "-t", str(seconds), "-vf", vf, "-fps_mode", "passthrough",
+    run_ffmpeg("-i", str(source), "-t", str(seconds), "-vf", vf, "-fps_mode", "passthrough",
             "-video_track_timescale", "90000", "-c:v", "libx264", "-bf", "0", str(vfr))  # fmt: skip
-    _ffmpeg("-i", str(base), "-c", "copy", "-output_ts_offset", "0.3713", str(start))
-    _ffmpeg(
+    run_ffmpeg("-i", str(base), "-c", "copy", "-output_ts_offset", "0.3713", str(start))
+    run_ffmpeg(
         "-f",
         "lavfi",
         "-i",
@@ -99,25 +95,7 @@ def compare(
 ) -> tuple[float, float, float, float, float, int]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    _ffmpeg(
-        "-i",
-        str(video),
-        "-r",
-        "30",
-        "-q:v",
-        "1",
-        str(out / "%06d.jpg"),
-        "-r",
-        "30",
-        "-f",
-        "image2",
-        "-c:v",
-        "rawvideo",
-        "-pix_fmt",
-        "yuvj420p",
-        str(out / "%06d.yuv"),
-    )
-    raws = sorted(out.glob("*.yuv"))
+    raws = extract_at_30fps(video, out)
     with VideoReader(video) as reader:
         ours = [image for _, image in iter_layout_frames(reader)]
     times = np.arange(len(raws)) / 30
@@ -129,12 +107,8 @@ def compare(
         old = reader.read_at_times(old_times)
     same_new = same_old = 0
     diff_new, diff_old, floor = [], [], []
-    for i, raw in enumerate(raws):
-        width = ours[0].shape[1]
-        samples = np.frombuffer(raw.read_bytes(), np.uint8).reshape(-1, width)
-        expected = jpeg_rgb(av.VideoFrame.from_ndarray(samples, format="yuvj420p"))
-        jpeg = cv2.cvtColor(cv2.imread(str(raw.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB)
-        jpeg = jpeg.astype(np.int16)
+    for i, (expected, jpeg_u8) in enumerate(reference_frames(raws, ours[0].shape[1])):
+        jpeg = jpeg_u8.astype(np.int16)
         if i < len(ours):
             same_new += np.array_equal(ours[i], expected)
             diff_new.append(np.abs(ours[i] - jpeg).mean())

@@ -3,7 +3,6 @@
 real command-line tool on short clips re-encoded from the bundled real video."""
 
 import shutil
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from ffmpeg_reference import extract_at_30fps, reference_frames, run_ffmpeg
 
 from detection.data.video import (
     VideoReader,
@@ -89,17 +89,13 @@ def test_jpeg_colours_match_opencv_reading_a_jpeg_of_the_frame(tmp_path):
     assert np.abs(bt709.to_ndarray().astype(int) - opencv).mean() > 4 * ours
 
 
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
 def _clip(out: Path, fps: str, matrix: str, full: bool, extra: tuple[str, ...] = ()) -> Path:
     """0.8 s of the demo clip at `fps`, 96x72, with per-frame noise so that every frame differs."""
     vf = (
         f"fps={fps},scale=96:72:out_range={'full' if full else 'limited'},"
         "noise=alls=12:allf=t,format=yuv420p"
     )
-    _ffmpeg(
+    run_ffmpeg(
         "-i",
         str(DEMO),
         "-t",
@@ -142,7 +138,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     c["vfr"] = _derived(
         tmp,
         "vfr.mp4",
-        lambda out: _ffmpeg(
+        lambda out: run_ffmpeg(
             "-i",
             str(DEMO),
             "-t",
@@ -163,14 +159,14 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     c["start 0.37 s"] = _derived(
         tmp,
         "start.mp4",
-        lambda out: _ffmpeg(
+        lambda out: run_ffmpeg(
             "-i", str(c["25 bt601 limited"]), "-c", "copy", "-output_ts_offset", "0.3713", str(out)
         ),
     )
     c["video 0.35 s after audio"] = _derived(
         tmp,
         "late.mkv",
-        lambda out: _ffmpeg(
+        lambda out: run_ffmpeg(
             "-f",
             "lavfi",
             "-i",
@@ -213,25 +209,7 @@ def test_frames_equal_ffmpeg_extraction_read_as_jpeg(clips, case, tmp_path):
     (compared exactly through ffmpeg's own yuvj420p output), and its JPEG differs from ours by
     JPEG's quantization only, less than the stream-matrix conversion does."""
     video = clips[case]
-    _ffmpeg(
-        "-i",
-        str(video),
-        "-r",
-        "30",
-        "-q:v",
-        "1",
-        str(tmp_path / "%06d.jpg"),
-        "-r",
-        "30",
-        "-f",
-        "image2",
-        "-c:v",
-        "rawvideo",
-        "-pix_fmt",
-        "yuvj420p",
-        str(tmp_path / "%06d.yuv"),
-    )
-    raws = sorted(tmp_path.glob("*.yuv"))
+    raws = extract_at_30fps(video, tmp_path)
     with VideoReader(video) as reader:
         ours = [image for _, image in iter_layout_frames(reader)]
     assert len(ours) == len(raws)
@@ -239,11 +217,8 @@ def test_frames_equal_ffmpeg_extraction_read_as_jpeg(clips, case, tmp_path):
         # The old rule counts time from the video's own start; the clips' frames span 0.8 s.
         old = reader.read_at_times(np.minimum(np.arange(len(raws)) / 30, 0.75))
     ours_diff, old_diff = [], []
-    for i, raw in enumerate(raws):
-        samples = np.frombuffer(raw.read_bytes(), np.uint8).reshape(-1, ours[i].shape[1])
-        expected = jpeg_rgb(av.VideoFrame.from_ndarray(samples, format="yuvj420p"))
+    for i, (expected, jpeg) in enumerate(reference_frames(raws, ours[0].shape[1])):
         np.testing.assert_array_equal(ours[i], expected, err_msg=f"{case}: frame {i + 1}")
-        jpeg = cv2.cvtColor(cv2.imread(str(raw.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB)
         ours_diff.append(np.abs(ours[i].astype(int) - jpeg).mean())
         old_diff.append(np.abs(old[i].astype(int) - jpeg).mean())
     assert np.mean(ours_diff) < np.mean(old_diff)
