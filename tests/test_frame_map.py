@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import reference_frame_map
 
 from detection.ava.csv_io import AvaCsvError, read_ava_csv
 from detection.ava.labelmap import LabelMap
@@ -42,13 +43,6 @@ def det_csv(tmp_path, rows, name="det.csv"):
 
 def run(tmp_path, gt_rows, det_rows, **kwargs):
     return evaluate(LABELMAP, gt_csv(tmp_path, gt_rows), det_csv(tmp_path, det_rows), **kwargs)
-
-
-def load_reference():
-    """The per-frame loop reference of the official code (tests/reference_frame_map.py)."""
-    import reference_frame_map
-
-    return reference_frame_map
 
 
 def test_iou_exactly_half_is_a_match_and_just_below_is_not(tmp_path):
@@ -239,7 +233,7 @@ def test_equal_iou_without_person_ids_follows_the_official_heap_order(tmp_path):
     assert result.num_true_positives["stand"] == 2
     labelmap = tmp_path / "labelmap.pbtxt"
     labelmap.write_text('item {\n  name: "stand"\n  id: 12\n}\n')
-    _, reference_ap = load_reference().reference_evaluate(
+    _, reference_ap = reference_frame_map.reference_evaluate(
         labelmap, tmp_path / "gt.csv", tmp_path / "det.csv"
     )
     assert reference_ap == {12: result.per_class["stand"]} == {12: 1.0}
@@ -270,7 +264,7 @@ def test_matches_the_official_loop_reference_on_generated_data(tmp_path, decimal
     """Generated AVA-like files (long-tailed classes, jittered boxes, false boxes, excluded
     frames); with 1 or 2 score decimals most scores tie and frames hit the cap on tied scores,
     and some rows are duplicated or share class and score with another box of the frame."""
-    reference = load_reference()
+    reference = reference_frame_map
     gt, det, excluded = reference.generate_ava_like(
         tmp_path,
         num_videos=3,
@@ -374,7 +368,7 @@ def test_eval_ava_cli_help_says_what_it_reads_and_writes(project_root):
 
 def test_detections_read_in_pieces_give_the_same_result(tmp_path, monkeypatch):
     """A detections path is read piece by piece; pieces must share one video table."""
-    reference = load_reference()
+    reference = reference_frame_map
     gt, det, excluded = reference.generate_ava_like(
         tmp_path, num_videos=3, frames_per_video=20, classes_per_box=10, seed=3
     )
@@ -433,7 +427,7 @@ def test_matches_the_official_reference_with_inverted_and_out_of_range_boxes(
 ):
     """Rows the strict reader refuses but the official evaluator scores: inverted detection
     boxes (they still take places under the cap) and coordinates outside [0, 1] on both sides."""
-    reference = load_reference()
+    reference = reference_frame_map
     gt, det, excluded = reference.generate_ava_like(
         tmp_path,
         num_videos=3,

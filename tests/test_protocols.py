@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+import reference_frame_map
 
 from detection.ava.labelmap import LabelMap, read_labelmap
 from detection.evaluation.frame_map import (
@@ -210,18 +211,12 @@ def loop_iou(a, b):
     return intersection / union
 
 
-def load_generator():
-    import reference_frame_map
-
-    return reference_frame_map
-
-
 @pytest.mark.parametrize(("decimals", "seed"), [(6, 10), (1, 11), (2, 12)])
 def test_pyslowfast_protocol_matches_the_loop_on_generated_data(tmp_path, decimals, seed):
     """Generated AVA-like files with many rows over 50 per frame, rows shuffled (so each frame's
     order is arbitrary), duplicated rows, tied scores (1 or 2 decimals), inverted and
     out-of-range boxes; box coordinates with 2 decimals make equal IoUs common."""
-    generator = load_generator()
+    generator = reference_frame_map
     gt, det, excluded = generator.generate_ava_like(
         tmp_path,
         num_videos=3,
