@@ -140,3 +140,49 @@ def test_train_enable_is_not_a_key():
     # train_net always trains (test_net tests); a key that nothing reads would be ignored.
     with pytest.raises(ConfigError, match=r"TRAIN\.ENABLE"):
         load_config(None, ["TRAIN.ENABLE", "False"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "MODEL:\n  NUM_CLASSES: 5\n  ARCH: slow\n  NUM_CLASSES: 7\n",
+            r"dup\.yaml:4: MODEL\.NUM_CLASSES given twice \(first on line 2\)",
+        ),
+        (
+            "SOLVER:\n  BASE_LR: 0.1\nMODEL:\n  ARCH: slow\nSOLVER:\n  MAX_EPOCH: 3\n",
+            r"dup\.yaml:5: SOLVER given twice \(first on line 1\)",
+        ),
+        (
+            "MODEL: {NUM_CLASSES: 3, NUM_CLASSES: 4}\n",
+            r"dup\.yaml:1: MODEL\.NUM_CLASSES given twice",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_file_line_and_key(tmp_path, text, expected):
+    # YAML itself would keep the last value silently.
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(str(path))
+
+
+def test_a_key_given_twice_in_a_base_file_names_the_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("RESNET:\n  DEPTH: 101\n  DEPTH: 50\n")
+    (tmp_path / "child.yaml").write_text("_BASE_: base.yaml\nRESNET:\n  DEPTH: 50\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml:3: RESNET\.DEPTH given twice"):
+        load_config(str(tmp_path / "child.yaml"))
+
+
+def test_a_child_overriding_its_base_and_yaml_merge_keys_are_not_duplicates(tmp_path):
+    (tmp_path / "base.yaml").write_text("RESNET:\n  DEPTH: 101\n")
+    # TEST takes TRAIN's values with a merge key (<<) and overrides one of them.
+    (tmp_path / "child.yaml").write_text(
+        "_BASE_: base.yaml\nRESNET:\n  DEPTH: 50\n"
+        "TRAIN: &shared\n  BATCH_SIZE: 4\n  CHECKPOINT_FILE_PATH: w.pyth\n"
+        "TEST:\n  <<: *shared\n  BATCH_SIZE: 2\n"
+    )
+    cfg = load_config(str(tmp_path / "child.yaml"))
+    assert cfg.RESNET.DEPTH == 50
+    assert (cfg.TRAIN.BATCH_SIZE, cfg.TEST.BATCH_SIZE) == (4, 2)
+    assert cfg.TEST.CHECKPOINT_FILE_PATH == "w.pyth"

@@ -286,7 +286,8 @@ SLOW_CASES = {
     ),
     "test_net-not-a-checkpoint": (
         "test_net",
-        ["--config", SYNTHETIC, "TEST.CHECKPOINT_FILE_PATH", "{d}/not_a_checkpoint.pyth", *CPU],
+        ["--config", SYNTHETIC, "DATA.PATH_TO_DATA_DIR", "{synthetic}", "OUTPUT_DIR", "out"]
+        + ["TEST.CHECKPOINT_FILE_PATH", "{d}/not_a_checkpoint.pyth", *CPU],
         r"not_a_checkpoint\.pyth",
     ),
     "test_net-no-checkpoint-in-output-dir": (

@@ -10,7 +10,9 @@ traceback.
 
 A tool's logic lives in ``detection/apps/<tool>.py`` as ``main(argv) -> int``, which parses its
 arguments with `tool_parser` (or `run_config_tool`), runs its job under `run_tool` and prints
-the result; ``tools/<tool>.py`` only calls it.
+the result; ``tools/<tool>.py`` only calls it. Before any expensive step a tool resolves its
+inputs and outputs with `detection.utils.paths.check_outputs` (an output that is an input, two
+outputs that are one file, an unwritable folder are refused in one line).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from detection.evaluation.report import (
     to_markdown,
     write_table_csv,
 )
+from detection.utils.paths import check_outputs
 
 DESCRIPTION = """\
 Per-class AP of two results side by side, sorted by the difference (second - first), then mAP.
@@ -53,6 +54,17 @@ def _is_json(path: Path) -> bool:
 
 
 def _compare(args: argparse.Namespace) -> str:
+    check_outputs(
+        inputs={
+            "FIRST": args.first,
+            "SECOND": args.second,
+            "--labelmap": args.labelmap,
+            "--groundtruth": args.groundtruth,
+            "--exclusions": args.exclusions,
+        },
+        outputs={"--table-csv": args.table_csv},
+    )
+
     def load(path: Path) -> FrameMapResult | SavedResult:
         if _is_json(path):
             return load_result(path, args.protocol)

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 from detection.apps.cli import run_tool, tool_parser
+from detection.evaluation.frame_map import EvaluationError
 from detection.evaluation.person_ap import SCORE_THRESHOLD, PersonApResult, evaluate_person_boxes
 from detection.utils.atomic import atomic_write
+from detection.utils.paths import check_outputs
 
 DESCRIPTION = """\
 AP@0.5, AP@[.5:.95] and recall at a score threshold of person boxes against the unique
@@ -39,9 +41,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> PersonApResult:
+    check_outputs(
+        inputs={
+            "--groundtruth": args.groundtruth,
+            "--detections": args.detections,
+            "--exclusions": args.exclusions,
+        },
+        outputs={"--output-json": args.output_json},
+    )
     result = evaluate_person_boxes(
         args.groundtruth, args.detections, args.exclusions, score_threshold=args.score_threshold
     )
+    if result.num_groundtruth == 0:
+        # AP over no person is undefined, not 0: a wrong file must not pass for a bad detector.
+        left = f" outside the excluded timestamps of {args.exclusions}" if args.exclusions else ""
+        raise EvaluationError(
+            f"{args.groundtruth} has no ground-truth person box{left}: nothing to evaluate"
+        )
     if args.output_json:
         with atomic_write(args.output_json) as f:
             f.write(json.dumps(dataclasses.asdict(result), indent=2) + "\n")

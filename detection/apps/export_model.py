@@ -7,6 +7,7 @@ from pathlib import Path
 
 from detection.apps.cli import run_tool, tool_parser
 from detection.config import load_config
+from detection.utils.paths import check_outputs
 
 DESCRIPTION = """\
 Export the action detector (SlowFast or Slow-only backbone + RoI head, eval mode) as ONNX
@@ -50,12 +51,24 @@ def main(argv: list[str] | None = None) -> int:
 
     def job() -> list[Path]:
         cfg = load_config(args.config, args.opts)
+        output = Path(args.output)
+        weights = args.weights or cfg.MODEL.WEIGHTS or None
+        ir = {
+            "OpenVINO .xml": output.with_suffix(".xml"),
+            "OpenVINO .bin": output.with_suffix(".bin"),
+        }
+        check_outputs(
+            inputs={
+                "--config": args.config,
+                "--weights" if args.weights else "MODEL.WEIGHTS": weights,
+            },
+            outputs={"--output": output, **(ir if args.openvino else {})},
+        )
+        # torch and the exporter are imported once the arguments are known good.
         from detection.export import ExportConfigError, convert_to_openvino, export_onnx
 
-        output = Path(args.output)
         if output.suffix != ".onnx":
             raise ExportConfigError(f"--output must name an .onnx file, got {output}")
-        weights = args.weights or cfg.MODEL.WEIGHTS or None
         written = [export_onnx(cfg, output, weights=weights, height=args.height, width=args.width)]
         if args.openvino:
             xml = convert_to_openvino(output, output.with_suffix(".xml"))

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from detection.apps.cli import run_tool
+from detection.apps.cli import run_tool, tool_parser
 from detection.data.extract import extract_videos, find_videos, write_frame_list
 from detection.errors import UserError
+from detection.utils.paths import check_outputs, check_writable_dir
 
 DESCRIPTION = """Extract PySlowFast's frame layout from videos, without ffmpeg.
 
@@ -38,9 +39,7 @@ def read_ids(path: Path) -> set[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = tool_parser(DESCRIPTION)
     parser.add_argument("--output", required=True, type=Path, help="dataset root to write")
     parser.add_argument(
         "--videos", type=Path, default=None, help="folder of videos (default OUTPUT/videos)"
@@ -58,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def extract(args: argparse.Namespace) -> None:
+    lists = args.output / "frame_lists"
+    check_outputs(
+        inputs={"--train-ids": args.train_ids, "--val-ids": args.val_ids},
+        outputs={"train frame list": lists / "train.csv", "val frame list": lists / "val.csv"},
+    )
+    check_writable_dir(args.output / "frames", "--output")
     videos = find_videos(args.videos or args.output / "videos")
     val = read_ids(args.val_ids) if args.val_ids else set()
     train = read_ids(args.train_ids) if args.train_ids else None
@@ -72,7 +77,6 @@ def extract(args: argparse.Namespace) -> None:
     ids = sorted(counts)
     train_ids = [v for v in ids if v not in val and (train is None or v in train)]
     val_ids = [v for v in ids if v in val]
-    lists = args.output / "frame_lists"
     write_frame_list(lists / "train.csv", train_ids, counts)
     write_frame_list(lists / "val.csv", val_ids, counts)
     missing = sorted((val | (train or set())) - set(ids))

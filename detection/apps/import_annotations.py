@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from detection.apps.cli import run_tool
+from detection.apps.cli import run_tool, tool_parser
 from detection.importers import FORMATS, ImportOptions, ImportResult, import_annotations
+from detection.utils.paths import OutputPathError, check_writable_dir, same_file
 
 DESCRIPTION = """\
 Import person boxes and their actions, annotated on videos, into a dataset in the AVA layout
@@ -42,9 +44,7 @@ config overrides that point the loader at the dataset.
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = tool_parser(DESCRIPTION)
     p.add_argument("--format", required=True, choices=FORMATS, help="format of the INPUT files")
     p.add_argument("inputs", nargs="+", metavar="INPUT", type=Path, help="annotation files")
     p.add_argument("--videos", required=True, type=Path, help="folder of the annotated videos")
@@ -81,7 +81,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_dataset_output(output: Path, inputs: list[tuple[str, Path | None]]) -> None:
+    """Refuse a DATASET_DIR whose replacement would destroy an input: one that is an input
+    file or folder (also by a link) or holds one, e.g. ``--output ds`` for ``ds/ann.xml``;
+    and one whose folder cannot be written. `inputs`: (option, path) pairs, None skipped."""
+    real_output = Path(os.path.realpath(output))
+    for name, path in inputs:
+        if path is None:
+            continue
+        if same_file(output, path) or real_output in Path(os.path.realpath(path)).parents:
+            raise OutputPathError(
+                f"replacing --output {output} would destroy the input {name} {path}; "
+                "choose another DATASET_DIR"
+            )
+    check_writable_dir(output.parent, f"folder of --output {output}")
+
+
 def _run(args: argparse.Namespace) -> ImportResult:
+    check_dataset_output(
+        args.output,
+        [("INPUT", path) for path in args.inputs]
+        + [("--videos", args.videos), ("--labelmap", args.labelmap)],
+    )
     options = ImportOptions(
         keyframes_per_sec=args.keyframes_per_sec,
         labelmap=args.labelmap,

@@ -10,6 +10,7 @@ from yacs.config import CfgNode
 
 from detection.apps.cli import run_tool, tool_parser
 from detection.config import load_config
+from detection.utils.paths import PathArg, check_outputs
 
 DESCRIPTION = """\
 Run a person detector on the keyframes of a set of videos and write the boxes as an AVA
@@ -68,8 +69,8 @@ def _under(root: Path, path: str) -> Path:
     return Path(path) if os.path.isabs(path) else root / path
 
 
-def _jobs(cfg: CfgNode, args: argparse.Namespace) -> list[tuple[Path, list]]:
-    """(output CSV, [VideoKeyframes]) per file to write."""
+def _jobs(cfg: CfgNode, args: argparse.Namespace) -> list[tuple[Path, list, dict[str, Path]]]:
+    """(output CSV, [VideoKeyframes], {config key: ground-truth file read}) per file to write."""
     from detection.ava.csv_io import read_ava_csv
     from detection.data.video import VIDEO_EXTENSIONS, find_video
     from detection.engine.proposals import VideoKeyframes
@@ -82,7 +83,7 @@ def _jobs(cfg: CfgNode, args: argparse.Namespace) -> list[tuple[Path, list]]:
             raise FileNotFoundError(
                 f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {args.videos}"
             )
-        return [(args.output, [VideoKeyframes(p.stem, p) for p in files])]
+        return [(args.output, [VideoKeyframes(p.stem, p) for p in files], {})]
 
     root = Path(cfg.DATA.PATH_TO_DATA_DIR)
     ann_dir = _under(root, cfg.AVA.ANNOTATION_DIR)
@@ -90,10 +91,17 @@ def _jobs(cfg: CfgNode, args: argparse.Namespace) -> list[tuple[Path, list]]:
     valid = range(cfg.AVA.VALID_FRAMES_START_SEC, cfg.AVA.VALID_FRAMES_END_SEC + 1)
     jobs = []
     for split in SPLITS if args.split == "both" else (args.split,):
-        gt_files = cfg.AVA.TRAIN_GT_BOX_LISTS if split == "train" else [cfg.AVA.GROUNDTRUTH_FILE]
+        if split == "train":
+            gt_files = {
+                f"AVA.TRAIN_GT_BOX_LISTS[{i}]": name
+                for i, name in enumerate(cfg.AVA.TRAIN_GT_BOX_LISTS)
+            }
+        else:
+            gt_files = {"AVA.GROUNDTRUTH_FILE": cfg.AVA.GROUNDTRUTH_FILE}
+        gt_paths = {key: _under(ann_dir, name) for key, name in gt_files.items()}
         seconds: dict[str, set[int]] = {}
-        for name in gt_files:
-            rows = read_ava_csv(_under(ann_dir, name), kind="groundtruth")
+        for path in gt_paths.values():
+            rows = read_ava_csv(path, kind="groundtruth")
             rows = rows[rows["timestamp"].isin(valid)]
             for video_id, group in rows.groupby("video_id"):
                 seconds.setdefault(str(video_id), set()).update(group["timestamp"].tolist())
@@ -106,8 +114,25 @@ def _jobs(cfg: CfgNode, args: argparse.Namespace) -> list[tuple[Path, list]]:
             for v, s in sorted(seconds.items())
         ]
         output = args.output or ann_dir / f"ava_{split}_predicted_boxes.csv"
-        jobs.append((output, videos))
+        jobs.append((output, videos, gt_paths))
     return jobs
+
+
+def _check_outputs(cfg: CfgNode, args: argparse.Namespace, jobs: list) -> None:
+    """Refuse an output CSV that is a file the run reads, or that another split writes."""
+    demo = cfg.DEMO
+    inputs: dict[str, PathArg] = {
+        "--config": args.config,
+        "DEMO.PREDICTED_BOXES_CSV": demo.PREDICTED_BOXES_CSV if demo.DETECTOR == "csv" else None,
+        "DEMO.TORCHVISION_WEIGHTS": demo.TORCHVISION_WEIGHTS or None,
+        "DEMO.DETECTRON2_WEIGHTS": demo.DETECTRON2_WEIGHTS or None,
+    }
+    outputs: dict[str, PathArg] = {}
+    for output, videos, gt_paths in jobs:
+        inputs.update(gt_paths)
+        inputs.update({f"video {v.video_id}": v.path for v in videos})
+        outputs["--output" if args.output else f"output {output.name}"] = output
+    check_outputs(inputs, outputs)
 
 
 def _run(args: argparse.Namespace) -> list[str]:
@@ -120,6 +145,7 @@ def _run(args: argparse.Namespace) -> list[str]:
     from detection.utils.device import resolve_device
 
     jobs = _jobs(cfg, args)
+    _check_outputs(cfg, args, jobs)
     device = resolve_device(cfg.DEVICE, set_current=True)
     du.init_distributed(device)
     demo = cfg.DEMO
@@ -138,7 +164,7 @@ def _run(args: argparse.Namespace) -> list[str]:
     lines = []
     try:
         detector = build_detector_from_cfg(cfg, device=str(device))
-        for output, videos in jobs:
+        for output, videos, _ in jobs:
             result = make_proposals(
                 videos, detector, output, rule, settings=settings, show_progress=not args.quiet
             )

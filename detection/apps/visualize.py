@@ -9,6 +9,7 @@ from pathlib import Path
 from detection.apps.cli import run_tool, tool_parser
 from detection.ava.labelmap import read_labelmap
 from detection.ava.packaged import packaged_labelmap_path
+from detection.utils.paths import check_outputs
 from detection.visualization.keyframes import RenderSummary, render_ava
 
 DEFAULT_LABELMAP = packaged_labelmap_path()
@@ -59,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _render(args: argparse.Namespace) -> RenderSummary:
+    check_outputs(
+        inputs={
+            "--video": args.video,
+            "--gt": args.gt,
+            "--pred": args.pred,
+            "--labelmap": args.labelmap,
+        },
+        outputs={"--out": args.out},
+    )
     return render_ava(
         args.video,
         args.out,

@@ -40,6 +40,46 @@ def get_cfg() -> CfgNode:
     return _C.clone()
 
 
+class _DuplicateKey(Exception):
+    """A mapping of a YAML file gives `key` (dotted from the top) on 1-based `line` and again
+    on `first_line`; turned into a `ConfigError` naming the file where the file is known."""
+
+    def __init__(self, key: str, line: int, first_line: int) -> None:
+        super().__init__(key, line, first_line)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (what yacs uses) that refuses a key given twice in one mapping, which
+    plain YAML loading resolves silently by keeping the last value. Keys merged in with ``<<``
+    may be overridden, as YAML intends."""
+
+    def construct_document(self, node: yaml.Node) -> object:
+        self._check_unique_keys(node, "")
+        return super().construct_document(node)
+
+    def _check_unique_keys(self, node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_unique_keys(item, f"{prefix}[{i}]")
+        if not isinstance(node, yaml.MappingNode):
+            return
+        first_lines: dict[object, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            name = f"{prefix}.{key}" if prefix else str(key)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_lines:
+                    raise _DuplicateKey(name, line, first_lines[key])
+                first_lines[key] = line
+            except TypeError:  # an unhashable key: the constructor reports it
+                continue
+            self._check_unique_keys(value_node, name)
+
+
 def _read_yaml_with_bases(path: str, seen: tuple[str, ...] = ()) -> dict:
     """Load `path`; a `_BASE_` entry (relative to the file) is loaded first and overridden."""
     path = os.path.abspath(path)
@@ -49,7 +89,11 @@ def _read_yaml_with_bases(path: str, seen: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as f:
         try:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_UniqueKeyLoader) or {}
+        except _DuplicateKey as e:
+            raise ConfigError(
+                f"{path}:{e.line}: {e.key} given twice (first on line {e.first_line}); keep one"
+            ) from e
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
