@@ -520,7 +520,7 @@ def test_a_truncated_checkpoint_is_one_line_naming_it(tmp_path, monkeypatch, cap
     (tmp_path / "cut.pyth").write_bytes(data[: len(data) // 2])
     argv = ["--config", SYNTHETIC, "DATA.PATH_TO_DATA_DIR", "ds", "OUTPUT_DIR", "out"]
     result = call(test_net.main, [*argv, "TEST.CHECKPOINT_FILE_PATH", "cut.pyth", *CPU], capsys)
-    assert_one_error_line(result, r"cut\.pyth")
+    assert_one_error_line(result, r"cut\.pyth: truncated or damaged checkpoint")
     assert not (tmp_path / "out").exists()
 
 
@@ -551,11 +551,6 @@ def test_missing_groundtruth_stops_training_before_anything_is_written(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="NaN weights end in a traceback ('scores must be finite'): the checkpoint loader "
-    "does not check that weights are finite yet (issue 15, finding 4)",
-)
 def test_nan_weights_are_one_line_naming_the_checkpoint(
     synthetic_ava, tmp_path, monkeypatch, capsys
 ):

@@ -169,6 +169,12 @@ def load_checkpoint(
     """
     path = os.fspath(path)
     state, fmt, unknown = extract_state_dict(read_checkpoint(path), path)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{path}: {name} holds NaN or infinite values; the weights are unusable "
+                "(a diverged training run?)"
+            )
     own = model.state_dict()
     report = LoadReport(path=path, format=fmt, unexpected=list(unknown))
     to_load: dict[str, torch.Tensor] = {}

@@ -92,7 +92,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
-    if zipfile.is_zipfile(path):
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    zipped = zipfile.is_zipfile(path)
+    if magic == b"PK\x03\x04" and not zipped:
+        raise CheckpointError(
+            f"{path}: truncated or damaged checkpoint (a torch zip file without its end, "
+            "e.g. an interrupted copy or download)"
+        )
+    if zipped:
         content = _torch_load(path)
     else:
         with open(path, "rb") as f:
