@@ -12,6 +12,12 @@ and JSON (the same files for all runs; the engine's segments and timeline are le
 
     .venv/bin/python benchmarks/demo_speed.py [--config CFG] [--input VIDEO] [--end S]
         [--detector hog] [--batch 4] [--torch-threads N] [KEY VALUE ...]
+
+With ``--detector-batching K`` it measures instead whether the person detector gains from
+batching the K keyframes of one action-model batch: the input's first K keyframes (1 per
+second) one call each, then in one call (torchvision: one forward over a list of K images;
+HOG has no batched call, so K frames in K threads). The torchvision network has random
+weights (the timing does not depend on them beyond the boxes kept).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
+import numpy as np
 import torch
 
 from detection.config import load_config
@@ -62,10 +70,22 @@ def main() -> None:
     parser.add_argument(
         "--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)"
     )
+    parser.add_argument(
+        "--detector-batching",
+        type=int,
+        metavar="K",
+        help="measure one detector call per keyframe against one call for K keyframes",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="--detector-batching: best of this many runs"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+    if args.detector_batching:
+        detector_batching(args.input, args.detector_batching, repeats=args.repeats)
+        return
 
     cfg = load_config(args.config, ["DEMO.DETECTOR", args.detector, *args.opts])
     predictor = ActionPredictor.from_config(cfg)
@@ -133,6 +153,54 @@ def main() -> None:
         "\ndecode/draw/encode of the threaded runs are summed over threads (they overlap the "
         "models); wall / models <= 1.05 is the goal."
     )
+
+
+def _best_of(repeats: int, job: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        job()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def detector_batching(video: str, k: int, repeats: int = 2) -> None:
+    """Seconds per keyframe: K detector calls of one frame against one call of K frames
+    (rows printed as they are measured)."""
+    from torchvision.models import detection
+
+    from detection.person.hog import HogPersonDetector
+
+    with VideoReader(video) as reader:
+        frames = reader.read_at_times([float(t) for t in range(k)])
+    height, width = frames[0].shape[:2]
+    print(
+        f"{video}: {k} keyframes of {width}x{height}; torch threads {torch.get_num_threads()}; "
+        f"best of {repeats}\n\n| detector | s / keyframe, one per call | s / keyframe, {k} per "
+        f"call | batched / one |\n|---|---:|---:|---:|",
+        flush=True,
+    )
+
+    def row(name: str, one: float, batched: float) -> None:
+        print(f"| {name} | {one / k:.3f} | {batched / k:.3f} | {batched / one:.2f} |", flush=True)
+
+    hog = HogPersonDetector()
+    hog.detect(frames[0])  # warm-up
+    one = _best_of(repeats, lambda: [hog.detect(f) for f in frames])
+    with ThreadPoolExecutor(k) as pool:
+        batched = _best_of(repeats, lambda: list(pool.map(hog.detect, frames)))
+    row("OpenCV HOG (threads)", one, batched)
+
+    images = [
+        torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1).float() / 255 for f in frames
+    ]
+    torch.manual_seed(0)
+    frcnn = detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).eval()
+    with torch.inference_mode():
+        frcnn([images[0]])  # warm-up
+        one = _best_of(repeats, lambda: [frcnn([image]) for image in images])
+        batched = _best_of(repeats, lambda: frcnn(images))
+    row("torchvision Faster R-CNN R50-FPN (800 px)", one, batched)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """Sources of the streaming engine: folders and lists of videos, and live streams for real: an
 MPEG-TS sender on the loopback interface (UDP) and a pipe on stdin, decoded by PyAV."""
 
+import http.server
 import json
 import socket
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import av
 import pytest
@@ -139,3 +143,73 @@ def test_demo_tool_reads_a_stream_piped_on_stdin(tmp_path, project_root):
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == sent
     assert (tmp_path / "o_timeline.png").is_file()
+
+
+class _GrowingFileHandler(http.server.BaseHTTPRequestHandler):
+    """Serves the file the sender is writing as one HTTP/1.0 response with no length, the way
+    an HTTP camera or ``ffmpeg -listen 1`` does: bytes go out as they are written, and the
+    response ends when the sender has finished and everything was sent."""
+
+    path_to_serve: Path
+    sender_done: threading.Event
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp2t")
+        self.end_headers()
+        with self.path_to_serve.open("rb") as stream:
+            while True:
+                done = self.sender_done.is_set()
+                chunk = stream.read(65536)
+                if chunk:
+                    self.wfile.write(chunk)
+                elif done:
+                    return
+                else:
+                    time.sleep(0.02)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_live_http_stream_on_loopback_is_scored_as_it_arrives(tmp_path, project_root):
+    """An MPEG-TS stream served over HTTP on 127.0.0.1 while a real-time sender produces it:
+    the engine reads it through FFmpeg's http protocol, draws every frame and ends with it."""
+    growing = tmp_path / "camera.ts"
+    growing.write_bytes(b"")
+    done = threading.Event()
+    handler = type(
+        "Handler", (_GrowingFileHandler,), {"path_to_serve": growing, "sender_done": done}
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SENDER, str(growing), "4", str(project_root / CLIP)]
+    )
+
+    def wait_for_sender() -> None:
+        sender.wait(timeout=120)
+        done.set()
+
+    threading.Thread(target=wait_for_sender, daemon=True).start()
+    try:
+        cfg = load_config(str(project_root / TINY), ["DEMO.DETECTOR", "hog"])
+        engine = StreamEngine(cfg, ActionPredictor.from_config(cfg))
+        source = LiveSource(f"http://127.0.0.1:{server.server_port}/camera.ts", timeout_s=15)
+        outputs = OutputPaths.beside(tmp_path / "live.mp4")
+        try:
+            result = engine.run(source, outputs, show_progress=False)
+        finally:
+            source.close()
+    finally:
+        sender.kill()
+        server.shutdown()
+    assert sender.returncode == 0
+    with av.open(str(growing)) as container:
+        sent = sum(1 for _ in container.decode(video=0))
+    assert result.frames_written == sent == 40
+    with av.open(str(outputs.video)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == sent
+    assert result.keyframes_cut >= 3
+    assert len(result.results) + result.skipped_keyframes == result.keyframes_cut

@@ -194,3 +194,30 @@ def test_boxes_between_keyframes_follow_detected_tracks_only():
     np.testing.assert_allclose(late.boxes[0], [15, 7.5, 25, 27.5])
     only = boxes_between_keyframes([1.0], [first], 3.0)
     assert only.track_ids.tolist() == [1, 2]
+
+
+def test_variable_frame_rate_input_keeps_its_timing_in_the_output_video(tmp_path, project_root):
+    """Frames 20-100 ms apart (about 16 fps on average): the output's frames keep the input's
+    times (from the first frame of the span), not i / average fps."""
+    rng = np.random.default_rng(3)
+    gaps = rng.choice([0.02, 0.033, 0.05, 0.1], size=70)
+    times = np.round(np.concatenate([[0.0], np.cumsum(gaps)]), 3)
+    video = tmp_path / "vfr.mkv"
+    _write_numbered_video(video, times)
+    cfg = load_config(str(project_root / TINY), ["DEMO.DETECTOR", "hog"])
+    out = tmp_path / "o.mp4"
+    result = StreamEngine(cfg, ActionPredictor.from_config(cfg)).run(
+        video, OutputPaths(out), start_s=0.5, end_s=3.5, show_progress=False
+    )
+    shown = times[(times >= 0.5 - 1e-9) & (times < 3.5)]
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        frames = [frame.time for frame in container.decode(stream)]
+        duration = float(stream.duration * stream.time_base)
+    tick = 1e-3  # the input's time base
+    assert result.frames_written == len(frames) == len(shown)
+    out_times = np.array(frames)
+    assert np.abs(out_times - (shown - shown[0])).max() <= tick
+    # The last frame lasts one nominal frame: the video spans the input's frames, not
+    # frames / average fps.
+    assert abs(duration - (shown[-1] - shown[0] + 1 / result.fps)) <= tick

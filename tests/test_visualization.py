@@ -21,7 +21,7 @@ from detection.visualization import (
     save_png,
     text_color,
 )
-from detection.visualization.draw import leader_line
+from detection.visualization.draw import banner_height, leader_line
 from detection.visualization.keyframes import render_ava
 
 GREY = 128
@@ -156,6 +156,39 @@ def test_a_stack_with_no_room_collapses_to_one_row():
     stacks = layout_labels(30, 400, boxes, labels, track_ids=[1, 2])
     assert [st.texts for st in stacks] == [("#1 stand +2",), ("#2 stand +2",)]
     _rects_are_apart_and_inside(stacks, 30, 400)
+
+
+@pytest.mark.parametrize("at", ["top", "bottom"])
+@pytest.mark.parametrize("style", ["prediction", "ground_truth"])
+def test_no_label_is_placed_under_a_banner(at, style):
+    """People along the banner's edge of the frame: their labels (which would go above the
+    top boxes or under the bottom ones) all stay out of the reserved strip, still apart and
+    inside the frame."""
+    height, width = 241, 427
+    notice = "UNTRAINED action model: scores are meaningless"
+    strip = banner_height(height, width, notice)
+    y = 0 if at == "top" else height - 60
+    boxes = np.array([[x, y, x + 60, y + 59] for x in range(10, 400, 70)], np.float64)
+    labels = [[(12, "stand", 0.9), (80, "watch (a person)", 0.8)]] * len(boxes)
+    reserve = {"reserve_top_px": strip} if at == "top" else {"reserve_bottom_px": strip}
+    stacks = layout_labels(
+        height, width, boxes, labels, track_ids=range(1, len(boxes) + 1), style=style, **reserve
+    )
+    assert all(stack is not None for stack in stacks)
+    _rects_are_apart_and_inside(stacks, height, width)
+    for stack in stacks:
+        for _, y1, _, y2 in stack.rects:
+            assert (y1 >= strip) if at == "top" else (y2 <= height - strip)
+    # Without the reservation, some label lies in the strip: the test would catch a regression.
+    free = layout_labels(
+        height, width, boxes, labels, track_ids=range(1, len(boxes) + 1), style=style
+    )
+    in_strip = [
+        (y1 < strip) if at == "top" else (y2 > height - strip)
+        for stack in free
+        for _, y1, _, y2 in stack.rects
+    ]
+    assert any(in_strip)
 
 
 def test_banner_and_contact_sheet(tmp_path):

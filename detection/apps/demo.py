@@ -10,17 +10,31 @@ input span), beside it OUT.csv (AVA format, `tools/eval_ava.py` reads it), OUT.j
 per person and keyframe, with track ids), OUT_segments.csv/.json and OUT_timeline.png. Live
 sources skip keyframes the models cannot keep up with and say how many.
 Without MODEL.WEIGHTS the action model is untrained (said on screen and in the video).
+
+Outputs are checked before any work (none may be the input, the config or a file it names, or
+another output; their folders must be writable) and written as one set: all replaced at the
+end or none, so a failed or killed run leaves the previous results (the next run removes its
+.partial+* temporaries). The output video keeps the input's frame times (variable frame rate
+too).
+
+Many videos on many processes or machines: under
+  torchrun --nproc_per_node N tools/demo_net.py --input FOLDER --output OUTDIR
+each process takes whole videos (every N-th of the sorted list; one GPU each), a process that
+fails loses only the video it was on, a rerun skips videos whose outputs are complete, and
+rank 0 prints the summary of all videos.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
 
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from detection.apps.cli import run_tool
+from detection.apps.cli import ToolArgumentParser, run_tool
 from detection.config import load_config
 from detection.engine.demo import UNTRAINED_NOTICE, DemoError, DemoResult, run_demo
 from detection.engine.predictor import ActionPredictor
@@ -32,6 +46,7 @@ from detection.engine.sources import (
     open_source,
 )
 from detection.engine.stream import EngineOptions, EngineResult, OutputPaths, StreamEngine
+from detection.utils.paths import OutputPathError, check_outputs, check_writable_dir, same_file
 
 DEFAULT_OUTPUT_DIR = Path("demo_output")
 
@@ -44,7 +59,7 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """The demo's arguments. `--config` and `--input` are required unless a default is given
     (tools/demo_net.py gives the repository's R50 config and bundled clip)."""
-    parser = argparse.ArgumentParser(
+    parser = ToolArgumentParser(
         description=description or __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -77,10 +92,15 @@ def build_parser(
         help="person detector (overrides DEMO.DETECTOR)",
     )
     parser.add_argument(
-        "--start", type=float, default=0.0, help="first second of the span (default: 0)"
+        "--start",
+        type=_seconds("--start"),
+        default=0.0,
+        help="first second of the span (default: 0)",
     )
     parser.add_argument(
-        "--end", type=float, help="end of the span in seconds (default: end of video)"
+        "--end",
+        type=_seconds("--end"),
+        help="end of the span in seconds, after --start (default: end of video)",
     )
     parser.add_argument(
         "--ava-second-offset",
@@ -126,6 +146,32 @@ def build_parser(
     return parser
 
 
+def _seconds(option: str):
+    """argparse type of a time in the video: a finite number of seconds >= 0 (``nan``, ``inf``
+    and negative times are refused in one line)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a time in seconds (a finite number >= 0)"
+            )
+        return value
+
+    parse.__name__ = option  # argparse names the type in its messages
+    return parse
+
+
+def _check_span(args: argparse.Namespace) -> None:
+    if args.end is not None and args.end <= args.start:
+        raise DemoError(
+            f"--end {args.end:g} is not after --start {args.start:g}: the span would be empty"
+        )
+
+
 def _outputs_for(args: argparse.Namespace, input_spec: str, output_dir: Path | None) -> OutputPaths:
     stem = open_stem(input_spec)
     if output_dir is not None:
@@ -149,38 +195,72 @@ def _complete(outputs: OutputPaths) -> bool:
 def run_demo_from_args(args: argparse.Namespace) -> EngineResult | DemoResult | list[EngineResult]:
     """Parsed arguments -> outputs on disk and a summary on stdout. One input runs as before;
     a folder or list of videos (``--input DIR`` or ``--input LIST.txt``) writes each video's
-    outputs into --output (a folder), skipping videos whose outputs all exist."""
+    outputs into --output (a folder), skipping videos whose outputs all exist. Under torchrun
+    each process takes every WORLD_SIZE-th video of the sorted list, and rank 0 prints the
+    summary of all.
+
+    Everything is checked before the models load: the span, the config, the inputs, and the
+    outputs (none may be an input or another output; their folders must be writable)."""
+    _check_span(args)
     opts = list(args.opts)
     if args.detector:
         opts += ["DEMO.DETECTOR", args.detector]
     cfg = load_config(args.config, opts)
     inputs = expand_sources([args.input])
+    many = len(inputs) > 1 or Path(args.input).is_dir()
+    output_dir = (Path(args.output) if args.output else DEFAULT_OUTPUT_DIR) if many else None
+    plans = [(spec, _outputs_for(args, spec, output_dir)) for spec in inputs]
+    read = _files_read(args, cfg, inputs)
+    if many:
+        assert output_dir is not None
+        _check_many_outputs(read, plans, output_dir)
+    else:
+        _check_one_output(read, args, plans[0][1])
     if not cfg.MODEL.WEIGHTS:
         print(
             f"note: no MODEL.WEIGHTS given, {UNTRAINED_NOTICE}. "
             "README shows how to use the official AVA checkpoint."
         )
     if args.sequential:
-        return _run_sequential(cfg, args, inputs)
-    many = len(inputs) > 1 or Path(args.input).is_dir()
-    output_dir = (Path(args.output) if args.output else DEFAULT_OUTPUT_DIR) if many else None
-    plans = [(spec, _outputs_for(args, spec, output_dir)) for spec in inputs]
-    todo = [(spec, out) for spec, out in plans if not (many and _complete(out))]
-    if many and len(todo) < len(plans):
-        print(f"skipping {len(plans) - len(todo)} of {len(plans)} videos: outputs complete")
+        return _run_sequential(cfg, args, inputs, plans[0][1])
+    rank, world = _rank_and_world() if many else (0, 1)
+    mine = plans[rank::world]
+    todo = [(spec, out) for spec, out in mine if not (many and _complete(out))]
+    if many and len(todo) < len(mine):
+        who = f"rank {rank}: " if world > 1 else ""
+        print(f"{who}skipping {len(mine) - len(todo)} of {len(mine)} videos: outputs complete")
+    if world > 1:
+        _join_process_group()
+    results = _run_engine(cfg, args, todo, many=many, rank=rank)
+    if many:
+        _print_summary(_gather_rows([_summary_row(r) for r in results], world), rank)
+        return results
+    return results[0]
+
+
+def _run_engine(
+    cfg: CfgNode,
+    args: argparse.Namespace,
+    todo: list[tuple[str, OutputPaths]],
+    *,
+    many: bool,
+    rank: int,
+) -> list[EngineResult]:
+    if not todo:
+        return []
     # The first source is opened before the models load, so a bad input is reported at once.
-    first = open_source(todo[0][0], timeout_s=args.live_timeout) if todo else None
+    first = open_source(todo[0][0], timeout_s=args.live_timeout)
     engine = StreamEngine(
         cfg,
         ActionPredictor.from_config(cfg),
         EngineOptions(batch_size=args.batch_size, max_seconds=args.max_seconds),
     )
     results = []
-    overall = tqdm(total=len(todo), desc="videos", unit="video", disable=not many or args.quiet)
+    show = not args.quiet and rank == 0
+    overall = tqdm(total=len(todo), desc="videos", unit="video", disable=not many or not show)
     with overall:
         for number, (spec, outputs) in enumerate(todo):
             source = first if number == 0 else open_source(spec, timeout_s=args.live_timeout)
-            assert source is not None
             try:
                 result = engine.run(
                     source,
@@ -188,7 +268,7 @@ def run_demo_from_args(args: argparse.Namespace) -> EngineResult | DemoResult | 
                     start_s=args.start,
                     end_s=args.end,
                     ava_second_offset=args.ava_second_offset,
-                    show_progress=not args.quiet,
+                    show_progress=show,
                 )
             finally:
                 source.close()
@@ -196,10 +276,118 @@ def run_demo_from_args(args: argparse.Namespace) -> EngineResult | DemoResult | 
             overall.update()
             if not many:
                 _print_one(result)
-    if many:
-        _print_summary(results)
-        return results
-    return results[0]
+    return results
+
+
+# Files a run reads besides the input: writing any of them would destroy it.
+_CONFIG_FILES = (
+    "MODEL.WEIGHTS",
+    "DEMO.LABEL_FILE_PATH",
+    "DEMO.PREDICTED_BOXES_CSV",
+    "DEMO.TORCHVISION_WEIGHTS",
+    "DEMO.DETECTRON2_WEIGHTS",
+)
+
+
+def _files_read(args: argparse.Namespace, cfg: CfgNode, inputs: list[str]) -> dict[str, str]:
+    read = {"--config": str(args.config)}
+    for key in _CONFIG_FILES:
+        section, name = key.split(".")
+        value = cfg[section][name]
+        if value:
+            read[key] = str(value)
+    if not is_live(args.input):
+        read["--input"] = str(args.input)
+    for spec in inputs:
+        if not is_live(spec) and spec != args.input:
+            read[f"--input video {Path(spec).name}"] = spec
+    return read
+
+
+def _check_one_output(read: dict[str, str], args: argparse.Namespace, outputs: OutputPaths) -> None:
+    given = {
+        "video": args.output,
+        "csv": args.csv,
+        "json": args.json,
+        "segments_csv": args.segments,
+        "timeline": args.timeline,
+    }
+    option = {"video": "--output", "csv": "--csv", "json": "--json", "timeline": "--timeline"}
+    option |= {"segments_csv": "--segments", "segments_json": "--segments"}
+    named = {}
+    for key, path in vars(outputs).items():
+        if path is None or (args.sequential and key not in ("video", "csv", "json")):
+            continue
+        if key == "segments_json":
+            name = "the segments JSON (beside --segments)" if args.segments else None
+        else:
+            name = option[key] if given.get(key) else None
+        named[name or f"{option[key]} (default)"] = path
+    check_outputs(read, named)
+
+
+def _check_many_outputs(
+    read: dict[str, str], plans: list[tuple[str, OutputPaths]], output_dir: Path
+) -> None:
+    """Folder mode: the output folder is writable, no output of one video is another's or an
+    input (two videos of one stem, a.mp4 and a.mkv, would write the same files). Compared by
+    resolved name and, for existing files, by inode, in one pass over all outputs."""
+    check_writable_dir(output_dir, f"--output folder {output_dir}")
+    inputs: dict[object, str] = {}
+    for name, read_path in read.items():
+        inputs[os.path.realpath(read_path)] = name
+        if os.path.exists(read_path):
+            st = os.stat(read_path)
+            inputs[(st.st_dev, st.st_ino)] = name
+    seen: dict[str, str] = {}
+    for spec, outputs in plans:
+        for path in outputs.files():
+            real = os.path.realpath(path)
+            keys: list[object] = [real]
+            if path.exists():
+                st = path.stat()
+                keys.append((st.st_dev, st.st_ino))
+            hit = next((inputs[k] for k in keys if k in inputs), None)
+            if hit is not None:
+                raise OutputPathError(
+                    f"output {path} of {spec} is the input {hit} ({read[hit]}): "
+                    "choose another --output folder"
+                )
+            if real in seen and not same_file(seen[real], spec):
+                raise OutputPathError(
+                    f"{seen[real]} and {spec} would both write {path}: videos of one name "
+                    "need separate runs or folders"
+                )
+            seen[real] = spec
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes under torchrun; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+# A rank that finishes its videos early waits this long at the summary for the others.
+_SUMMARY_WAIT_MINUTES = 7 * 24 * 60.0
+
+
+def _join_process_group() -> None:
+    import torch
+
+    from detection.engine import distributed
+
+    # gloo whatever the device: the ranks only exchange their summary rows.
+    distributed.init_distributed(torch.device("cpu"), timeout_minutes=_SUMMARY_WAIT_MINUTES)
+
+
+def _gather_rows(rows: list[dict], world: int) -> list[dict]:
+    """Every rank's summary rows (rank 0's first) when run under torchrun; `rows` otherwise."""
+    if world == 1:
+        return rows
+    from detection.engine import distributed
+
+    gathered = distributed.all_gather_objects(rows)
+    distributed.shutdown_distributed(wait_for_others=False)
+    return [row for part in gathered for row in part]
 
 
 def open_stem(spec: str) -> str:
@@ -224,34 +412,44 @@ def _print_one(result: EngineResult) -> None:
     print("\n".join(lines))
 
 
-def _print_summary(results: list[EngineResult]) -> None:
+def _summary_row(result: EngineResult) -> dict:
+    return {
+        "video": Path(result.source).name,
+        "seconds": result.span_s[1] - result.span_s[0],
+        "keyframes": len(result.results),
+        "persons": result.num_tracks,
+        "frames": result.frames_written,
+        "wall_s": result.wall_s,
+    }
+
+
+def _print_summary(rows: list[dict], rank: int = 0) -> None:
+    """The table of the videos run (all ranks' under torchrun), printed by rank 0."""
+    if rank != 0:
+        return
     print("\n| video | seconds | keyframes | persons | frames | wall s |")
     print("|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        seconds = r.span_s[1] - r.span_s[0]
+    for r in rows:
         print(
-            f"| {Path(r.source).name} | {seconds:.1f} | {len(r.results)} | {r.num_tracks} | "
-            f"{r.frames_written} | {r.wall_s:.1f} |"
+            f"| {r['video']} | {r['seconds']:.1f} | {r['keyframes']} | {r['persons']} | "
+            f"{r['frames']} | {r['wall_s']:.1f} |"
         )
-    hours = sum(r.span_s[1] - r.span_s[0] for r in results) / 3600
+    total = {k: sum(r[k] for r in rows) for k in ("seconds", "keyframes", "persons", "frames")}
     print(
-        f"| **{len(results)} videos** | {hours:.3f} h | {sum(len(r.results) for r in results)} | "
-        f"{sum(r.num_tracks for r in results)} | {sum(r.frames_written for r in results)} | "
-        f"{sum(r.wall_s for r in results):.1f} |"
+        f"| **{len(rows)} videos** | {total['seconds'] / 3600:.3f} h | {total['keyframes']} | "
+        f"{total['persons']} | {total['frames']} | {sum(r['wall_s'] for r in rows):.1f} |"
     )
 
 
-def _run_sequential(cfg: CfgNode, args: argparse.Namespace, inputs: list[str]) -> DemoResult:
+def _run_sequential(
+    cfg: CfgNode, args: argparse.Namespace, inputs: list[str], outputs: OutputPaths
+) -> DemoResult:
     """The demo before the engine: every stage in turn, the span decoded twice (kept to compare
     with; one file only, no tracks or segments)."""
     if len(inputs) != 1 or is_live(inputs[0]):
         raise DemoError("--sequential takes one video file")
     input_path = Path(inputs[0])
-    output = (
-        Path(args.output) if args.output else DEFAULT_OUTPUT_DIR / f"{input_path.stem}_actions.mp4"
-    )
-    csv_path = Path(args.csv) if args.csv else output.with_suffix(".csv")
-    json_path = Path(args.json) if args.json else output.with_suffix(".json")
+    output, csv_path, json_path = outputs.video, outputs.csv, outputs.json
     result = run_demo(
         cfg,
         input_path,

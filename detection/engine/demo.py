@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import secrets
+import socket
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +34,114 @@ from detection.engine.predictor import ActionPredictor, ClipPrediction, StageTim
 from detection.errors import UserError
 from detection.utils.atomic import atomic_write
 from detection.visualization import Mp4Writer, draw_banner, draw_detections
+from detection.visualization.draw import banner_height
+from detection.visualization.mp4 import TIMED_TIME_BASE
 
 UNTRAINED_NOTICE = "UNTRAINED action model: scores are meaningless"
 
 
 class DemoError(UserError, RuntimeError):
     """A user mistake the demo reports in one line (an empty span, no keyframe rate...)."""
+
+
+# The temporaries of a result set are named ``.partial+HOST+PID+TOKEN+NAME`` beside NAME (the
+# extension stays last, since some writers pick the format from it); a writer's own temporary of
+# that file (atomic_write, Mp4Writer) adds a leading dot and a ``.tmp`` suffix. "+" is in no
+# host name, so the fields split unambiguously.
+_PARTIAL = "partial"
+
+
+class ResultSet:
+    """The output files of one run, made consistent: each is written to a temporary beside its
+    final path (`temp`), and `commit` renames them all into place at the end, so a run that
+    fails or is killed leaves the previous complete set (or none), never new files beside stale
+    ones. `discard` removes the temporaries after a failure; the temporaries a killed run left
+    behind are removed by the next `ResultSet` of the same files (`remove_stale`).
+
+    A committed file gets the mode of the file it replaces, or the mode a plain `open` gives
+    under the process umask (the writers create the temporaries with `open`, not `mkstemp`).
+    """
+
+    def __init__(self, finals: Iterable[str | os.PathLike]) -> None:
+        self.finals = [Path(p) for p in finals]
+        self._host = socket.gethostname().replace("+", "_")
+        self._prefix = f".{_PARTIAL}+{self._host}+{os.getpid()}+{secrets.token_hex(4)}+"
+        self.removed_stale = self.remove_stale()
+
+    def temp(self, final: str | os.PathLike) -> Path:
+        """Where the run writes `final` until `commit`."""
+        final = Path(final)
+        return final.with_name(self._prefix + final.name)
+
+    def commit(self) -> None:
+        """Rename every temporary that was written over its final path (one `os.replace` each,
+        one after the other, after all writing is done)."""
+        for final in self.finals:
+            temp = self.temp(final)
+            if not temp.exists():
+                continue
+            try:
+                os.chmod(temp, stat.S_IMODE(final.stat().st_mode))
+            except FileNotFoundError:
+                pass  # a new file keeps the mode its writer's open() gave it
+            os.replace(temp, final)
+
+    def discard(self) -> None:
+        """Remove this run's temporaries (after a failure): the previous set stays as it was."""
+        mine = self._prefix.lstrip(".")
+        for path in _partials_of(self.finals):
+            if path.name.lstrip(".").startswith(mine):
+                path.unlink(missing_ok=True)
+
+    def remove_stale(self) -> int:
+        """Remove temporaries of these files left by runs that are no longer running (killed);
+        those of a live process on this machine are kept. Returns how many were removed."""
+        removed = 0
+        for path in _partials_of(self.finals):
+            host, pid = path.name.lstrip(".").split("+")[1:3]
+            if host == self._host and _process_alive(int(pid)):
+                continue
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _partials_of(finals: list[Path]) -> list[Path]:
+    """The result-set temporaries of `finals` (see `_PARTIAL`); each folder is listed once."""
+    names: dict[Path, set[str]] = {}
+    for final in finals:
+        names.setdefault(final.parent, set()).add(final.name)
+    head = re.compile(rf"^(\.{{1,2}}){_PARTIAL}\+[^+/]+\+\d+\+[0-9a-f]+\+")
+    found = []
+    for folder, wanted in names.items():
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            match = head.match(entry.name)
+            if match is None:
+                continue
+            rest = entry.name[match.end() :]
+            ours = rest in wanted if match[1] == "." else _writer_temp_of(rest, wanted)
+            if ours:
+                found.append(Path(folder) / entry.name)
+    return found
+
+
+def _writer_temp_of(rest: str, wanted: set[str]) -> bool:
+    """Whether `rest` is a writer's own temporary of one of `wanted` (NAME.XXXX.tmp)."""
+    return rest.endswith(".tmp") and any(rest.startswith(f"{name}.") for name in wanted)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 @dataclass
@@ -115,8 +223,43 @@ def run_demo(
     The CSV holds one row per (keyframe at a whole second, person, action) in the official AVA
     format, with timestamp = keyframe second + `ava_second_offset` (900 for AVA's 15-minute cuts),
     so `tools/eval_ava.py` reads it; keyframes between whole seconds are in the JSON only.
+    The outputs are one `ResultSet`: all replaced at the end, or none.
     """
     input_path = Path(input_path)
+    finals = [Path(p) for p in (output_video, output_csv, output_json) if p is not None]
+    result_set = ResultSet(finals)
+    try:
+        result = _run_demo(
+            cfg,
+            input_path,
+            result_set.temp(output_video),
+            None if output_csv is None else result_set.temp(output_csv),
+            None if output_json is None else result_set.temp(output_json),
+            start_s,
+            end_s,
+            ava_second_offset,
+            show_progress,
+            predictor,
+        )
+    except BaseException:
+        result_set.discard()
+        raise
+    result_set.commit()
+    return result
+
+
+def _run_demo(
+    cfg: CfgNode,
+    input_path: Path,
+    output_video: Path,
+    output_csv: Path | None,
+    output_json: Path | None,
+    start_s: float,
+    end_s: float | None,
+    ava_second_offset: int,
+    show_progress: bool,
+    predictor: ActionPredictor | None,
+) -> DemoResult:
     times = StageTimes()
     video_id = input_path.stem
 
@@ -196,7 +339,7 @@ def _write_video(
     count = 0
     frames = reader.iter_frames(*span)
     with (
-        Mp4Writer(output_video, fps=reader.fps) as writer,
+        Mp4Writer(output_video, fps=reader.fps, time_base=TIMED_TIME_BASE) as writer,
         tqdm(total=expected, desc="video", unit="frame", disable=not show_progress) as bar,
     ):
         while True:
@@ -213,11 +356,16 @@ def _write_video(
                     prediction.boxes,
                     labels_per_keyframe[k],
                     person_scores=prediction.person_scores,
+                    reserve_bottom_px=banner_height(
+                        frame.shape[0], frame.shape[1], UNTRAINED_NOTICE
+                    )
+                    if untrained
+                    else 0,
                 )
                 if untrained:
                     frame = draw_banner(frame, UNTRAINED_NOTICE, at="bottom")
             with times.measure("encode"):
-                writer.write(frame)
+                writer.write(frame, t)
             count += 1
             bar.update()
         with times.measure("encode"):

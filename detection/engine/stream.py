@@ -32,6 +32,7 @@ tracks' predicted boxes, so latency stays at most half a clip plus one model cal
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import queue
@@ -48,12 +49,20 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from detection.ava.csv_io import write_detections
-from detection.engine.demo import UNTRAINED_NOTICE, DemoError, keyframe_times, top_actions
+from detection.engine.demo import (
+    UNTRAINED_NOTICE,
+    DemoError,
+    ResultSet,
+    keyframe_times,
+    top_actions,
+)
 from detection.engine.predictor import ActionPredictor, ClipPrediction, StageTimes
 from detection.engine.sources import FileSource, LiveSource, open_source
 from detection.person import PersonDetections
 from detection.utils.atomic import atomic_write
 from detection.visualization import Mp4Writer, draw_banner, draw_detections
+from detection.visualization.draw import banner_height
+from detection.visualization.mp4 import TIMED_TIME_BASE
 
 # Two times closer than this are the same frame (float rounding of pts x time_base).
 _EPS_S = 1e-6
@@ -104,6 +113,16 @@ class OutputPaths:
         }
         chosen = {k: Path(given) if (given := explicit.get(k)) else v for k, v in defaults.items()}
         return cls(video=video, **chosen)
+
+    def files(self) -> list[Path]:
+        """The paths to write, `video` first."""
+        return [p for p in vars(self).values() if p is not None]
+
+    def mapped(self, fn: Callable[[Path], Path]) -> OutputPaths:
+        """The same outputs with each path replaced by `fn(path)` (None stays None)."""
+        return dataclasses.replace(
+            self, **{k: fn(p) for k, p in vars(self).items() if p is not None}
+        )
 
 
 @dataclass(frozen=True)
@@ -398,18 +417,29 @@ class StreamEngine:
         ava_second_offset: int = 0,
         show_progress: bool = True,
     ) -> EngineResult:
-        """Score `source[start_s, end_s)` and write `outputs`; the video is written atomically
-        (a failed run leaves no partial file)."""
+        """Score `source[start_s, end_s)` and write `outputs` as one `ResultSet`: every file
+        is written to a temporary beside it and all are renamed into place at the end, so a run
+        that fails or is killed leaves the previous complete set (temporaries a killed run left
+        are removed when the same outputs are written again)."""
         wall_start = time.perf_counter()
-        opened = source if isinstance(source, (FileSource, LiveSource)) else open_source(source)
+        result_set = ResultSet(outputs.files())
+        staged = outputs.mapped(result_set.temp)
         try:
-            run = _Run(self, opened, outputs, start_s, end_s, show_progress, ava_second_offset)
-            run.execute()
-        finally:
-            if opened is not source:
-                opened.close()
-        result = run.result()
-        self._write_outputs(result, outputs, opened, ava_second_offset, run.segmenter)
+            opened = source if isinstance(source, (FileSource, LiveSource)) else open_source(source)
+            try:
+                run = _Run(self, opened, staged, start_s, end_s, show_progress, ava_second_offset)
+                run.execute()
+            finally:
+                if opened is not source:
+                    opened.close()
+            result = run.result()
+            self._write_outputs(result, staged, opened, ava_second_offset, run.segmenter)
+        except BaseException:
+            result_set.discard()
+            raise
+        with result.times.measure("write_results"):
+            result_set.commit()
+        result.outputs = outputs
         result.wall_s = time.perf_counter() - wall_start
         return result
 
@@ -447,7 +477,6 @@ class StreamEngine:
                     outputs.timeline,
                     title=Path(source.name).name,
                 )
-        result.outputs = outputs
 
     def labels_of(self, scores: np.ndarray) -> list[tuple[int, str, float]]:
         return top_actions(scores, self.predictor.labelmap, self.threshold, self.top_k)
@@ -670,10 +699,18 @@ class _Run:
 
         ids = [int(i) for i in persons.track_ids]
         labels = [label_of(i) for i in ids]
+        untrained = self.predictor.untrained
+        # No label goes under the banner's strip.
+        banner = banner_height(rgb.shape[0], rgb.shape[1], UNTRAINED_NOTICE) if untrained else 0
         frame = draw_detections(
-            rgb, persons.boxes, labels, person_scores=persons.scores, track_ids=ids
+            rgb,
+            persons.boxes,
+            labels,
+            person_scores=persons.scores,
+            track_ids=ids,
+            reserve_bottom_px=banner,
         )
-        if self.predictor.untrained:
+        if untrained:
             frame = draw_banner(frame, UNTRAINED_NOTICE, at="bottom")
         return frame
 
@@ -682,7 +719,8 @@ class _Run:
             frame = self._draw(rgb, t)
         with self.times.measure("encode"):
             assert self.writer is not None
-            self.writer.write(frame)
+            # The source's frame times, not i / fps: variable-frame-rate input keeps its timing.
+            self.writer.write(frame, t)
         self.frames_written += 1
         self.last_frame_time = t
         bar.update()
@@ -695,7 +733,7 @@ class _Run:
         if math.isfinite(self.span[1]):
             expected = max(1, round((self.span[1] - self.span[0]) * self.source.fps))
         with (
-            Mp4Writer(self.outputs.video, fps=self.source.fps) as writer,
+            Mp4Writer(self.outputs.video, fps=self.source.fps, time_base=TIMED_TIME_BASE) as writer,
             tqdm(total=expected, desc="video", unit="frame", disable=not self.show_progress) as bar,
         ):
             self.writer = writer

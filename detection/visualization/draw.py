@@ -146,6 +146,8 @@ def layout_label_stacks(
     *,
     below: bool = False,
     scale: float | None = None,
+    reserve_top_px: int = 0,
+    reserve_bottom_px: int = 0,
 ) -> list[LabelStack | None]:
     """Place each box's label rows so that no two stacks overlap and all stay in the frame.
 
@@ -158,6 +160,8 @@ def layout_label_stacks(
         below: the preferred side: above the box's top edge (predictions) or under its bottom
             edge (ground truth).
         scale: the font scale to start from (default: from the frame size).
+        reserve_top_px, reserve_bottom_px: strips across the top and bottom of the frame that
+            no label may cover (where a banner such as `draw_banner`'s goes: `banner_height`).
     Returns:
         Per box, its `LabelStack`, or None when it has no rows or not even its summary fits.
 
@@ -176,6 +180,7 @@ def layout_label_stacks(
     if not len(boxes) == len(rows) == len(summaries):
         raise ValueError(f"{len(boxes)} boxes, {len(rows)} row lists, {len(summaries)} summaries")
     scale = _font_scale(height, width) if scale is None else scale
+    reserve = (max(0, int(reserve_top_px)), max(0, int(reserve_bottom_px)))
     order = sorted(
         (i for i in range(len(boxes)) if rows[i]), key=lambda i: (boxes[i][0], boxes[i][1], i)
     )
@@ -188,7 +193,7 @@ def layout_label_stacks(
         trial: dict[int, LabelStack | None] = {}
         for i in order:
             form_rows, s = forms[i][min(level, len(forms[i]) - 1)]
-            stack = _fit(boxes[i], form_rows, s, height, width, below, placed)
+            stack = _fit(boxes[i], form_rows, s, height, width, below, placed, reserve)
             trial[i] = stack
             if stack is not None:
                 placed.append(stack.bounds)
@@ -208,7 +213,7 @@ def layout_label_stacks(
         others = [st.bounds for j, st in enumerate(out) if j != i and st is not None]
         others += [(b[0], b[1], b[2] + 1, b[3] + 1) for j, b in enumerate(boxes) if j != i]
         for form_rows, s in forms[i][: level_of[i]]:
-            better = _fit(boxes[i], form_rows, s, height, width, below, others)
+            better = _fit(boxes[i], form_rows, s, height, width, below, others, reserve)
             if better is not None:
                 out[i] = better
                 break
@@ -223,11 +228,14 @@ def _fit(
     width: int,
     below: bool,
     placed: list[Rect],
+    reserve: tuple[int, int] = (0, 0),
 ) -> LabelStack | None:
-    """The stack of `rows` at the first free position around `box`, or None."""
+    """The stack of `rows` at the first free position around `box` within the rows
+    ``reserve[0] .. height - reserve[1]``, or None."""
     widths, row_h = _row_sizes(rows, scale)
     stack_w, stack_h = max(widths), row_h * len(rows)
-    if stack_w > width or stack_h > height:
+    low, high = reserve[0], height - reserve[1]
+    if stack_w > width or stack_h > high - low:
         return None
     x1, y1, x2, y2 = box
     above, under = y1 - stack_h, y2 + 1
@@ -254,7 +262,7 @@ def _fit(
     ]
     tops += [int(r[3]) for r in near] + [int(r[1]) - stack_h for r in near]
     # Every candidate in order of preference, pulled inside the frame, tested at once.
-    cand_top = np.repeat(np.clip(tops, 0, height - stack_h), len(lefts))
+    cand_top = np.repeat(np.clip(tops, low, high - stack_h), len(lefts))
     cand_left = np.tile(np.clip(lefts, 0, width - stack_w), len(tops))
     clash = (
         (cand_left[:, None] < taken[None, :, 2])
@@ -346,9 +354,12 @@ def layout_labels(
     person_scores: Sequence[float] | np.ndarray | None = None,
     track_ids: Sequence[int] | np.ndarray | None = None,
     style: str = "prediction",
+    reserve_top_px: int = 0,
+    reserve_bottom_px: int = 0,
 ) -> list[LabelStack | None]:
     """The label stacks `draw_detections` draws for these arguments, one per box (None for a
-    box not drawn or without labels); geometry only, nothing is drawn."""
+    box not drawn or without labels); geometry only, nothing is drawn. No stack covers the
+    top `reserve_top_px` or bottom `reserve_bottom_px` rows of the frame (a banner's strip)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     _check_inputs(len(boxes), labels, person_scores, track_ids, style)
     kept, drawn, stacks, summaries = [], [], [], []
@@ -367,7 +378,14 @@ def layout_labels(
         stacks.append(rows)
         summaries.append(summary)
     placed = layout_label_stacks(
-        drawn, stacks, summaries, height, width, below=style == "ground_truth"
+        drawn,
+        stacks,
+        summaries,
+        height,
+        width,
+        below=style == "ground_truth",
+        reserve_top_px=reserve_top_px,
+        reserve_bottom_px=reserve_bottom_px,
     )
     out: list[LabelStack | None] = [None] * len(boxes)
     for i, stack in zip(kept, placed, strict=True):
@@ -384,6 +402,8 @@ def draw_detections(
     track_ids: Sequence[int] | np.ndarray | None = None,
     style: str = "prediction",
     thickness: int | None = None,
+    reserve_top_px: int = 0,
+    reserve_bottom_px: int = 0,
 ) -> np.ndarray:
     """A copy of `frame_rgb` with boxes and their labels drawn.
 
@@ -404,6 +424,8 @@ def draw_detections(
         style: "prediction" (solid, labels above) or "ground_truth" (dashed, labels below,
             scores not shown).
         thickness: line width in pixels (default scales with the frame).
+        reserve_top_px, reserve_bottom_px: rows at the top and bottom no label covers, for a
+            banner drawn afterwards (`banner_height`).
     Returns:
         uint8 RGB [H, W, 3].
     """
@@ -422,6 +444,8 @@ def draw_detections(
         person_scores=person_scores,
         track_ids=track_ids,
         style=style,
+        reserve_top_px=reserve_top_px,
+        reserve_bottom_px=reserve_bottom_px,
     )
     thickness = thickness or max(1, round(min(height, width) / 240))
     for i, box in enumerate(boxes):
@@ -467,6 +491,11 @@ def _banner_metrics(text: str, scale: float) -> tuple[int, int, int, int]:
     (_, h), baseline = cv2.getTextSize(text or "Ag", _FONT, scale, thickness)
     pad = max(2, round(4 * scale))
     return h, h + baseline + 2 * pad, pad, thickness
+
+
+def banner_height(height: int, width: int, text: str) -> int:
+    """Rows of the strip `draw_banner` draws `text` in on a frame of this size."""
+    return _banner_metrics(text, _font_scale(height, width))[1]
 
 
 def draw_banner(frame_rgb: np.ndarray, text: str, *, at: str = "top") -> np.ndarray:
