@@ -1,12 +1,27 @@
-"""Clips per second from video files (PyAV) vs extracted JPEG frames, on the generated set.
+"""Clips per second: the video loader (PyAV) vs extracted JPEG frames, at the sizes AVA has.
 
-Generates an AVA-format dataset with JPEG frames (detection/data/synthetic.py) into a temporary
-directory (or uses --data DIR if it already holds one with frames/), then times full passes of
-`build_loader` over the train split (shuffled, with augmentation) and the test split (in
-order) for DATA.DECODING_BACKEND "video" and "frames", with 0 and 2 loader workers. Both
-backends read the same keyframes and give the same clips. Prints one table; the ratio column is
-video clips/s over frames clips/s measured in the same run. Nothing is written except the
-temporary dataset.
+For each size (default 160x120, 640x360 and 1280x720): an AVA-format set whose videos are the
+bundled real clip (../shared/media/vtest.avi, 10 fps) re-encoded with libx264 at that size and
+30 fps, light per-frame noise (film grain; without it the repeated frames would cost nothing
+to decode), B-frames and one key frame every --gop frames (300: films' long GOPs), whose JPEG
+frames are extracted from those videos by tools/extract_frames.py's library, and whose
+annotations are the generated set's (detection/data/synthetic.py; boxes are normalized, so
+any size fits them). Then, interleaved (each repetition measures every cell, video then
+JPEG, so that load from other processes hits both alike), full passes of `build_loader` over
+the test split (keyframes in order: the video loader's sliding window) and the train split
+(shuffled, augmented: random access) at 0 and 2 workers. Clips are AVA's 32 frames at rate
+2 (SLOWFAST_32x2), test short side 256, train crops 224 from short sides 256-320.
+
+A second table times random access alone on the largest size's first video (the cost of one
+training clip): seek to the key frame before the clip and decode forward, with PyAV one
+thread as the reader does (with and without skipping non-reference frames in the run-up),
+with PyAV's frame/slice threads, and torchcodec when it is importable; "same" says whether its
+frames equal the reader's (torchcodec converts to RGB itself: it is compared with the reader's
+``color="stream"`` frames, the JPEG colours need the YUV planes).
+
+Prints the tables (the loader table after every repetition, so a long run shows figures
+early); nothing is written except the sets, in a temporary folder or, with --keep DIR, in DIR,
+where a later run finds and reuses them.
 """
 
 from __future__ import annotations
@@ -18,98 +33,237 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detection.config import get_cfg  # noqa: E402
 from detection.data.dataset import build_loader  # noqa: E402
+from detection.data.extract import extract_videos, write_frame_list  # noqa: E402
+from detection.data.sampling import clip_frame_indices  # noqa: E402
 from detection.data.synthetic import generate_synthetic_ava  # noqa: E402
+from detection.data.video import VideoReader, jpeg_rgb  # noqa: E402
+
+VTEST = Path(__file__).resolve().parents[2] / "shared" / "media" / "vtest.avi"
 
 
-def _config(data_dir: Path, backend: str, workers: int, crop: int):
+def _encode(
+    source: Path, output: Path, size: tuple[int, int], start_s: float, seconds: int, gop: int
+):
+    """`seconds` s of `source` from `start_s` (wrapping around), each frame shown 3 times at
+    30 fps with fresh noise, H.264 (crf 20, 3 B-frames), one key frame every `gop` frames."""
+    rng = np.random.default_rng(int(start_s))
+    grain = rng.normal(0, 2.0, (7, size[1], size[0], 3)).astype(np.int16)
+    with av.open(str(source)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    first = int(start_s * 10)
+    with av.open(str(output), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.options = {"crf": "20", "bf": "3", "sc_threshold": "0", "preset": "fast"}
+        for k in range(seconds * 30):
+            image = frames[(first + k // 3) % len(frames)]
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+                width=size[0], height=size[1]
+            )
+            rgb = frame.to_ndarray(format="rgb24").astype(np.int16)
+            rgb += grain[k % len(grain)]
+            noisy = av.VideoFrame.from_ndarray(np.clip(rgb, 0, 255).astype(np.uint8), "rgb24")
+            out.mux(stream.encode(noisy))
+        out.mux(stream.encode())
+
+
+def _make_set(root: Path, size: tuple[int, int], args) -> Path:
+    info = generate_synthetic_ava(
+        root, num_videos=args.num_videos, num_val=args.num_videos // 2, seconds=args.seconds,
+        seed=0, progress=False,
+    )  # fmt: skip
+    videos = sorted((root / "videos").glob("*.mp4"))
+    for i, video in enumerate(videos):
+        _encode(VTEST, video, size, start_s=17.0 * i, seconds=args.seconds, gop=args.gop)
+    counts = {
+        r.video_id: r.num_frames
+        for r in extract_videos(videos, root / "frames", workers=min(2, os.cpu_count() or 1))
+    }
+    write_frame_list(root / "frame_lists" / "train.csv", info.train_videos, counts)
+    write_frame_list(root / "frame_lists" / "val.csv", info.val_videos, counts)
+    return root
+
+
+def _config(data_dir: Path, backend: str, workers: int, args):
     cfg = get_cfg()
     cfg.DATA.PATH_TO_DATA_DIR = str(data_dir)
     cfg.DATA.DECODING_BACKEND = backend
     cfg.DATA_LOADER.NUM_WORKERS = workers
-    # The tiny synthetic setting: 16 frames at rate 2, Slow = 4 frames.
-    cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.SLOWFAST.ALPHA = 16, 2, 4
-    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = (
-        [crop, crop * 5 // 4],
-        crop,
-        crop,
-    )
+    cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.SLOWFAST.ALPHA = args.frames, args.rate, 4
+    cfg.DATA.TRAIN_JITTER_SCALES = [args.crop * 8 // 7, args.crop * 10 // 7]
+    cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = args.crop, args.crop * 8 // 7
     cfg.MODEL.NUM_CLASSES = 5
-    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = 8
+    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = args.batch
     return cfg
 
 
-def _clips_per_second(cfg, split: str, passes: int) -> float:
-    """Clips/s over `passes` passes, each timed from its first batch on: starting worker
-    processes and opening files is paid once per run, not per clip."""
-    loader = build_loader(cfg, split)
-    clips, seconds = 0, 0.0
-    for _ in range(passes):
-        batches = iter(loader)
-        next(batches)
+def _clips_per_second(cfg, split: str) -> float:
+    """Clips/s over one pass, timed from its first batch on: starting worker processes and
+    opening files is paid once per run, not per clip."""
+    batches = iter(build_loader(cfg, split))
+    next(batches)
+    clips, start = 0, time.perf_counter()
+    for batch in batches:
+        clips += len(batch["orig_sizes"])
+    return clips / (time.perf_counter() - start)
+
+
+def _random_clips(video: Path, count: int, args) -> list[np.ndarray]:
+    with VideoReader(video) as reader:
+        total = reader.num_layout_frames
+    rng = np.random.default_rng(0)
+    centers = rng.integers(0, total, count)
+    return [clip_frame_indices(int(c), args.frames, args.rate, total) for c in centers]
+
+
+def _pyav_clip(video: Path, indices: np.ndarray, table: np.ndarray, thread_type: str | None):
+    """One clip by a fresh seek with plain PyAV (no run-up skipping): JPEG-colour frames."""
+    wanted = {float(t) for t in table[indices]}
+    got: dict[float, np.ndarray] = {}
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        if thread_type is None:
+            stream.codec_context.thread_count = 1
+        else:
+            stream.thread_type, stream.codec_context.thread_count = thread_type, 2
+        base, start = stream.time_base, stream.start_time or 0
+        container.seek(start + int(min(wanted) / base), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            t = float((frame.pts - start) * base)
+            if any(abs(t - w) < 1e-6 for w in wanted):
+                got[min(wanted, key=lambda w: abs(w - t))] = jpeg_rgb(frame)
+            if t >= max(wanted) - 1e-6:
+                break
+    return np.stack([got[float(t)] for t in table[indices]])
+
+
+def _access_table(video: Path, args) -> list[tuple[str, float, str]]:
+    clips = _random_clips(video, args.access_clips, args)
+    with VideoReader(video) as reader:
+        table = reader.layout_frame_times()
+    rows: dict[str, list[float]] = {}
+    same: dict[str, bool] = {}
+    reference: list[np.ndarray] = []
+    stream_colours: list[np.ndarray] = []
+
+    def timed(name: str, read) -> None:
         start = time.perf_counter()
-        for batch in batches:
-            clips += len(batch["orig_sizes"])
-        seconds += time.perf_counter() - start
-    return clips / seconds
+        out = [read(c) for c in clips]
+        rows.setdefault(name, []).append((time.perf_counter() - start) / len(clips))
+        if name == "reader (PyAV, 1 thread, NONREF run-up)":
+            reference[:] = out
+        elif name == "torchcodec (1 thread)":
+            same[name] = all(np.array_equal(a, b) for a, b in zip(out, stream_colours, strict=True))
+        else:
+            same[name] = all(np.array_equal(a, b) for a, b in zip(out, reference, strict=True))
+
+    def reader_clip(indices, color="jpeg_bt601"):
+        with VideoReader(video, color=color, keep_frames=False) as reader:
+            return reader.read_at_times(indices / 30.0)
+
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except (ImportError, RuntimeError, OSError) as e:
+        print(f"torchcodec not measured: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+        VideoDecoder = None  # noqa: N806
+    stream_colours[:] = [reader_clip(c, "stream") for c in clips]
+
+    def torchcodec_clip(indices):
+        decoder = VideoDecoder(str(video), seek_mode="exact", num_ffmpeg_threads=1)
+        batch = decoder.get_frames_played_at((table[indices] + 1e-4).tolist())
+        return batch.data.permute(0, 2, 3, 1).numpy()
+
+    for _ in range(args.repeats):
+        timed("reader (PyAV, 1 thread, NONREF run-up)", reader_clip)
+        timed("PyAV, 1 thread, full run-up", lambda c: _pyav_clip(video, c, table, None))
+        timed("PyAV, 2 threads FRAME", lambda c: _pyav_clip(video, c, table, "FRAME"))
+        timed("PyAV, 2 threads SLICE", lambda c: _pyav_clip(video, c, table, "SLICE"))
+        if VideoDecoder is not None:
+            timed("torchcodec (1 thread)", torchcodec_clip)
+    return [
+        (name, min(times), "yes" if same.get(name, True) else "NO") for name, times in rows.items()
+    ]
+
+
+def _print_table(cells, best, args, repeats_done: int) -> None:
+    print(
+        f"\nvtest.avi re-encoded (30 fps, GOP {args.gop}, B-frames), {args.num_videos} videos x "
+        f"{args.seconds} s, {args.frames}x{args.rate} clips, batch {args.batch}, best of "
+        f"{repeats_done} interleaved passes, {os.cpu_count()} CPU cores"
+    )
+    print(
+        f"{'size':>9} {'split':<6} {'workers':>7} {'video clips/s':>14} {'JPEG clips/s':>13} "
+        f"{'video/JPEG':>11}"
+    )
+    for cell in cells:
+        (w, h), split, workers = cell
+        video, frames = best[(cell, "video")], best[(cell, "frames")]
+        print(
+            f"{f'{w}x{h}':>9} {split:<6} {workers:>7} {video:>14.2f} {frames:>13.2f} "
+            f"{video / frames:>10.2f}x",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--sizes", nargs="+", default=["160x120", "640x360", "1280x720"])
+    parser.add_argument("--num-videos", type=int, default=4, help="half train, half val")
+    parser.add_argument("--seconds", type=int, default=24, help="length of each video")
+    parser.add_argument("--gop", type=int, default=300, help="frames between key frames")
+    parser.add_argument("--frames", type=int, default=32, help="DATA.NUM_FRAMES")
+    parser.add_argument("--rate", type=int, default=2, help="DATA.SAMPLING_RATE")
+    parser.add_argument("--crop", type=int, default=224, help="train crop (test: x 8/7)")
+    parser.add_argument("--batch", type=int, default=8, help="train and test batch size")
+    parser.add_argument("--repeats", type=int, default=2, help="measurements per cell; best kept")
     parser.add_argument(
-        "--data", type=Path, default=None, help="generated dataset with frames/ (default: make one)"
+        "--access-clips", type=int, default=12, help="clips per access row (0: no access table)"
     )
-    parser.add_argument("--num-videos", type=int, default=16)
-    parser.add_argument("--width", type=int, default=160)
-    parser.add_argument("--height", type=int, default=120)
-    parser.add_argument("--crop", type=int, default=112, help="train crop / test short side")
-    parser.add_argument("--passes", type=int, default=2, help="passes over a split per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per cell; best kept")
+    parser.add_argument("--keep", type=Path, default=None, help="make or reuse the sets here")
     args = parser.parse_args(argv)
     # The loader is measured alone: torch's intra-op threads would only contend with workers.
     torch.set_num_threads(1)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    cells = [(s, split, w) for s in sizes for split in ("test", "train") for w in (0, 2)]
+    best = {(cell, backend): 0.0 for cell in cells for backend in ("video", "frames")}
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            data = Path(tmp)
-            generate_synthetic_ava(
-                data,
-                num_videos=args.num_videos,
-                width=args.width,
-                height=args.height,
-                write_frames=True,
-            )
-        rows = []
-        for split in ("train", "test"):
-            for workers in (0, 2):
-                best = {"video": 0.0, "frames": 0.0}
-                # Alternate the backends and keep each one's best run, so that load from other
-                # processes on a shared machine hits both alike and does not set the ratio.
-                for _ in range(args.repeats):
-                    for backend in best:
-                        cfg = _config(data, backend, workers, args.crop)
-                        rate = _clips_per_second(cfg, split, args.passes)
-                        best[backend] = max(best[backend], rate)
-                rows.append((split, workers, best["video"], best["frames"]))
-    source = (
-        f"AVA set at {args.data}" if args.data else f"{args.width}x{args.height} generated AVA set"
-    )
-    print(
-        f"\n{source}, 16x2 clips, crop {args.crop}, "
-        f"best of {args.repeats} x {args.passes} passes, {os.cpu_count()} CPU cores"
-    )
-    print(
-        f"{'split':<6} {'workers':>7} {'video clips/s':>14} {'JPEG clips/s':>13} {'video/JPEG':>11}"
-    )
-    for split, workers, video, frames in rows:
-        print(f"{split:<6} {workers:>7} {video:>14.1f} {frames:>13.1f} {video / frames:>10.2f}x")
+        roots = {}
+        for size in sizes:
+            start = time.perf_counter()
+            root = (args.keep or Path(tmp)) / f"{size[0]}x{size[1]}"
+            if not (root / "frame_lists" / "val.csv").is_file():
+                _make_set(root, size, args)
+            roots[size] = root
+            print(f"{size[0]}x{size[1]}: set ready in {time.perf_counter() - start:.0f} s")
+        if args.access_clips:
+            access = _access_table(sorted((roots[sizes[-1]] / "videos").glob("*.mp4"))[0], args)
+            _print_access(access, sizes[-1], args)
+        for repeat in range(args.repeats):
+            for cell in cells:
+                size, split, workers = cell
+                for backend in ("video", "frames"):
+                    rate = _clips_per_second(_config(roots[size], backend, workers, args), split)
+                    best[(cell, backend)] = max(best[(cell, backend)], rate)
+            _print_table(cells, best, args, repeat + 1)
+
+
+def _print_access(access, size, args) -> None:
+    w, h = size
+    print(f"\nrandom access at {w}x{h}: one {args.frames}x{args.rate} clip by a fresh seek")
+    print(f"{'decoder':<42} {'ms/clip':>8} {'same frames':>12}")
+    for name, seconds, same in access:
+        print(f"{name:<42} {seconds * 1e3:>8.0f} {same:>12}", flush=True)
 
 
 if __name__ == "__main__":

@@ -244,12 +244,12 @@ def test_scores_do_not_depend_on_test_batch_size_across_videos_of_two_sizes(
     from detection.models import build_model
 
     runs, csvs = {}, {}
-    for batch_size in (1, 8):
+    for batch_size, workers in ((1, 0), (8, 0), (8, 2)):
         cfg = load_config(
             str(Path(__file__).resolve().parents[1] / "configs/test/SLOWFAST_TINY.yaml"),
             ["DATA.PATH_TO_DATA_DIR", str(two_aspect_ratios), "MODEL.NUM_CLASSES", "5"]
             + ["AVA.TEST_PREDICT_BOX_LISTS", "['ava_val_predicted_boxes.csv']"]
-            + ["TEST.BATCH_SIZE", str(batch_size), "DATA_LOADER.NUM_WORKERS", "0"],
+            + ["TEST.BATCH_SIZE", str(batch_size), "DATA_LOADER.NUM_WORKERS", str(workers)],
         )
         torch.manual_seed(0)
         model = build_model(cfg)
@@ -258,19 +258,28 @@ def test_scores_do_not_depend_on_test_batch_size_across_videos_of_two_sizes(
                 if isinstance(m, torch.nn.BatchNorm3d) and not m.weight.any():
                     m.weight.fill_(0.3)
         loader = build_loader(cfg, "test")
-        batch_sizes = [{tuple(b["inputs"][0].shape[-2:])} for b in loader]
-        runs[batch_size] = predict(model, loader, torch.device("cpu")).unique_sorted()
-        path = tmp_path / f"detections_{batch_size}.csv"
+        if workers == 0:
+            batch_sizes = [{tuple(b["inputs"][0].shape[-2:])} for b in loader]
+        key = (batch_size, workers)
+        runs[key] = predict(model, loader, torch.device("cpu")).unique_sorted()
+        path = tmp_path / f"detections_{batch_size}_{workers}.csv"
         write_detections(
             path,
-            runs[batch_size].video_ids,
-            runs[batch_size].timestamps,
-            runs[batch_size].boxes,
-            runs[batch_size].scores,
+            runs[key].video_ids,
+            runs[key].timestamps,
+            runs[key].boxes,
+            runs[key].scores,
             [1, 2, 3, 4, 5],
         )
-        csvs[batch_size] = read_ava_csv(path, kind="detections")
+        csvs[key] = read_ava_csv(path, kind="detections")
     assert batch_sizes == [{(85, 64)}, {(64, 85)}]  # batch 8: one batch per video, nothing padded
+    # Two workers read a video each (one contiguous run of batches): the same batches, the
+    # same file.
+    assert (tmp_path / "detections_8_2.csv").read_bytes() == (
+        tmp_path / "detections_8_0.csv"
+    ).read_bytes()
+    runs = {batch_size: runs[(batch_size, 0)] for batch_size in (1, 8)}
+    csvs = {batch_size: csvs[(batch_size, 0)] for batch_size in (1, 8)}
     dataset = loader.dataset
     shards = [
         SameSizeBatchSampler(
@@ -321,3 +330,38 @@ def test_the_clip_is_centred_on_the_keyframes_frame(tmp_path):
         centre = (second - 900) * 30
         assert values[8 // 2] == centre
         assert values == list(range(centre - 16, centre + 16, 4))
+
+
+class _WhoReads(torch.utils.data.Dataset):
+    """Item i is (i, the id of the loader worker that read it)."""
+
+    def __len__(self) -> int:
+        return 23
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        info = torch.utils.data.get_worker_info()
+        return index, -1 if info is None else info.id
+
+
+@pytest.mark.parametrize("num_workers", [2, 3])
+def test_each_loader_worker_reads_one_contiguous_run_of_test_batches(num_workers):
+    """With workers, a real DataLoader hands worker w the w-th contiguous run of the shard's
+    batches (the sampler interleaves the runs in the order the loader deals batches out), so
+    a worker's clips follow each other in the video; the batches are those of no workers."""
+    sizes = [(64, 85)] * 9 + [(85, 64)] * 14
+    plain = SameSizeBatchSampler(sizes, 3)
+    sampler = SameSizeBatchSampler(sizes, 3, num_workers=num_workers)
+    assert sorted(sampler) == sorted(plain)
+    loader = DataLoader(
+        _WhoReads(), batch_sampler=sampler, num_workers=num_workers, collate_fn=list
+    )
+    read_by: dict[int, list[int]] = {}
+    for batch in loader:
+        for index, worker in batch:
+            read_by.setdefault(worker, []).append(index)
+    assert sorted(read_by) == list(range(num_workers))
+    runs = [read_by[w] for w in range(num_workers)]
+    assert [i for run in runs for i in run] == list(range(len(sizes)))  # contiguous, in order
+    batch_counts = [len({plain_index for plain_index, b in enumerate(plain) if b[0] in run})
+                    for run in runs]  # fmt: skip
+    assert max(batch_counts) - min(batch_counts) <= 1

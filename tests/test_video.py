@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from detection.data.sampling import clip_frame_indices, clip_times
-from detection.data.video import VideoReader, VideoReadError, find_video, read_frame_files
+from detection.data.video import (
+    VideoReader,
+    VideoReadError,
+    find_video,
+    jpeg_rgb,
+    read_frame_files,
+)
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +204,152 @@ def test_consecutive_reads_continue_decoding_and_match_fresh_reads(vtest, vtest_
             got = reader.read_at_times(times)
             for image, t in zip(got, times, strict=True):
                 assert _digest(image) == vtest_frames[int(round(t * 10))]
+
+
+def _write_noise_video(path: Path, fps: int, seconds: float, size=(96, 64), gop: int = 300) -> None:
+    """An H.264 mp4 at `fps` whose frames are all different (noise over a moving ramp), with
+    one key frame every `gop` frames and B-frames, as films are encoded."""
+    rng = np.random.default_rng(fps)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.options = {"crf": "18", "bf": "3", "sc_threshold": "0"}
+        ramp = np.linspace(0, 255, size[0])[None, :, None]
+        for k in range(int(seconds * fps)):
+            image = (ramp + 7 * k + rng.normal(0, 20, (size[1], size[0], 3))) % 256
+            frame = av.VideoFrame.from_ndarray(image.astype(np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+@pytest.mark.parametrize("fps", [30, 25])
+@pytest.mark.parametrize("frame_rule", ["ffmpeg", "nearest"])
+def test_consecutive_keyframe_clips_decode_each_frame_once_and_equal_random_access(
+    tmp_path, fps, frame_rule
+):
+    """Clips of consecutive keyframes (32 frames at rate 2, overlapping by half) read by one
+    reader come from its sliding window: every source frame is decoded once, and each clip
+    equals the clip a fresh reader seeks for."""
+    path = tmp_path / f"gop300_{fps}.mp4"
+    _write_noise_video(path, fps, seconds=5.0)
+    num_source_frames = int(5.0 * fps)
+    centers = list(range(15, 150, 15))  # every half second, clips 64 layout frames long
+    with VideoReader(path, frame_rule=frame_rule) as reader:
+        clips = [reader.read_at_times(clip_frame_indices(c, 32, 2, 150) / 30.0) for c in centers]
+        assert reader.frames_decoded <= num_source_frames
+    fresh_decodes = 0
+    for center, clip in zip(centers, clips, strict=True):
+        with VideoReader(path, frame_rule=frame_rule, keep_frames=False) as reader:
+            expected = reader.read_at_times(clip_frame_indices(center, 32, 2, 150) / 30.0)
+            fresh_decodes += reader.frames_decoded
+        np.testing.assert_array_equal(clip, expected)
+    assert fresh_decodes > 3 * num_source_frames  # each seek decodes from the one key frame
+
+
+def test_reads_that_go_back_or_jump_past_a_key_frame_seek_and_stay_exact(tmp_path):
+    path = tmp_path / "gop30.mp4"
+    _write_noise_video(path, 30, seconds=4.0, gop=30)
+    wanted = [np.arange(40, 56), np.arange(50, 66), np.arange(10, 20), np.arange(100, 104)]
+    got = []
+    with VideoReader(path) as reader:
+        for w in wanted:
+            before = reader.frames_decoded
+            got.append(reader.read_at_times(w / 30.0))
+            if len(got) == 2:  # 50-55 from the window, 56-65 decoded on
+                assert reader.frames_decoded == before + 10
+    with VideoReader(path) as reader:
+        last = reader.read_at_times([115 / 30.0])
+        # From the key frame at 90, the run-up's non-reference B-frames are not decoded.
+        assert reader.frames_decoded < 115 - 90 + 1
+    with VideoReader(path) as reader:
+        everything = [image for image, _ in reader.iter_frames()]  # no seek, no skipping
+    for w, clip in zip(wanted, got, strict=True):
+        np.testing.assert_array_equal(clip, np.stack([everything[i] for i in w]))
+    np.testing.assert_array_equal(last[0], everything[115])
+
+
+def _libjpeg_upsample(plane: np.ndarray, vertical: bool) -> np.ndarray:
+    """libjpeg's h2v1 / h2v2 fancy upsampling written out sample by sample (jdsample.c's
+    arithmetic): int [h, w] -> int [h or 2h, 2w]."""
+    plane = plane.astype(np.int64)
+    height, width = plane.shape
+    if vertical:
+        rows = []
+        for r in range(height):
+            above, below = plane[max(r - 1, 0)], plane[min(r + 1, height - 1)]
+            rows += [3 * plane[r] + above, 3 * plane[r] + below]
+        sums, shift, biases = np.array(rows), 4, (8, 7)
+    else:
+        sums, shift, biases = plane, 2, (1, 2)
+    out = np.empty((sums.shape[0], 2 * width), np.int64)
+    for c in range(width):
+        left, right = sums[:, max(c - 1, 0)], sums[:, min(c + 1, width - 1)]
+        out[:, 2 * c] = (3 * sums[:, c] + left + biases[0]) >> shift
+        out[:, 2 * c + 1] = (3 * sums[:, c] + right + biases[1]) >> shift
+    return out
+
+
+def _libjpeg_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """libjpeg's JFIF YCbCr -> RGB (jdcolor.c: 16-bit fixed point, tables by Cb and Cr, range
+    limited) on full-resolution int planes."""
+
+    def fix(x: float) -> int:
+        return int(x * 65536 + 0.5)
+
+    cb, cr = cb.astype(np.int64) - 128, cr.astype(np.int64) - 128
+    red = y + ((fix(1.40200) * cr + 32768) >> 16)
+    green = y + ((-fix(0.34414) * cb + 32768 - fix(0.71414) * cr) >> 16)
+    blue = y + ((fix(1.77200) * cb + 32768) >> 16)
+    return np.clip(np.stack([red, green, blue], axis=-1), 0, 255).astype(np.uint8)
+
+
+def _frame_from_planes(planes: list[np.ndarray], pix_fmt: str) -> av.VideoFrame:
+    height, width = planes[0].shape
+    frame = av.VideoFrame(width, height, pix_fmt)
+    for plane, samples in zip(frame.planes, planes, strict=True):
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        rows[:, : plane.width] = samples
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "subsampling"), [("yuvj444p", (1, 1)), ("yuvj422p", (2, 1)), ("yuvj420p", (2, 2))]
+)
+def test_jpeg_colours_are_libjpegs_arithmetic_for_every_chroma_pair(pix_fmt, subsampling):
+    """`jpeg_rgb` equals libjpeg's upsampling and colour conversion written out in plain
+    integer arithmetic, on chroma planes holding every (Cb, Cr) pair (and their neighbours'
+    differences, extremes included) under random luma."""
+    rng = np.random.default_rng(3)
+    horizontal, vertical = subsampling
+    cb, cr = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    cb = cb.reshape(256 // vertical, -1)[:, ::horizontal].astype(np.uint8)
+    cr = rng.permutation(cr.ravel())[: cb.size].reshape(cb.shape).astype(np.uint8)
+    y = rng.integers(0, 256, (cb.shape[0] * vertical, cb.shape[1] * horizontal), dtype=np.uint8)
+    got = jpeg_rgb(_frame_from_planes([y, cb, cr], pix_fmt))
+    if horizontal == 2:
+        cb, cr = (_libjpeg_upsample(c, vertical == 2) for c in (cb, cr))
+    np.testing.assert_array_equal(got, _libjpeg_rgb(y.astype(np.int64), cb, cr))
+
+
+@pytest.mark.parametrize("size", [(97, 61), (2, 2), (33, 1)])
+def test_jpeg_colours_of_odd_sized_limited_range_frames(size):
+    """Odd sizes crop the upsampled chroma; limited range is expanded with swscale's integers
+    first (the tables below are that arithmetic, written out)."""
+    rng = np.random.default_rng(size[0])
+    image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    y, cb, cr = (
+        np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+        for p in frame.planes
+    )
+    luma = np.clip(
+        ((np.minimum(y.astype(np.int64) << 7, 30189) * 19077 - 39057361) >> 14) + 64 >> 7, 0, 255
+    )
+
+    def chroma(c):
+        wide = (np.minimum(c.astype(np.int64) << 7, 30775) * 4663 - 9289992) >> 12
+        return _libjpeg_upsample(np.clip((wide + 64) >> 7, 0, 255), True)[: size[1], : size[0]]
+
+    expected = _libjpeg_rgb(luma, chroma(cb), chroma(cr))
+    np.testing.assert_array_equal(jpeg_rgb(frame), expected)

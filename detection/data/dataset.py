@@ -3,8 +3,13 @@
 Two sources of pixels give the same clips (``DATA.DECODING_BACKEND``):
 
 - ``"video"``: the 15-minute cuts ``AVA.VIDEO_DIR/{video_id}.mp4`` (.mkv/.webm/.avi too) decoded
-  with PyAV. Frame ``i`` of the 30 fps layout is the decoded frame nearest ``i / AVA.FPS`` s
-  (`VideoReader.read_at_times`); the number of frames is ``round(duration * AVA.FPS)``.
+  with PyAV. Frame ``i`` of the 30 fps layout is the source frame ``ffmpeg -r 30`` writes as
+  file ``i + 1`` (``DATA.VIDEO_FRAME_RULE``), in the colours of ffmpeg's JPEGs read by OpenCV
+  (``DATA.VIDEO_COLOR``; `VideoReader.read_at_times`); the number of frames is
+  ``round(duration * AVA.FPS)``. Test clips are read in keyframe order, each frame decoded
+  once: a worker's reader keeps the frames of its last clip (`VideoReader`'s sliding window)
+  and consecutive keyframes' clips overlap it; training clips are random accesses (a seek to
+  the key frame before the clip, then decoding forward).
 - ``"frames"``: PySlowFast's extracted frames, ``AVA.FRAME_DIR`` + the paths in the frame
   lists ``AVA.FRAME_LIST_DIR/{AVA.TRAIN_LISTS | AVA.TEST_LISTS}``.
 
@@ -22,11 +27,15 @@ which changes the features near its border (and, through non-local blocks, every
 test loader therefore batches only consecutive keyframes whose clips have the same size
 (`SameSizeBatchSampler`), so scores do not depend on ``TEST.BATCH_SIZE`` or on the number of
 processes, as in PySlowFast, whose per-GPU test batch is one clip. `collate` refuses clips of
-different sizes.
+different sizes. With loader workers, each worker gets one contiguous run of the batches (see
+`SameSizeBatchSampler`'s `num_workers`), so its clips follow each other in the video and it
+decodes each frame once; batches keep their content, so scores do not depend on the number of
+workers either.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -54,8 +63,10 @@ from .video import COLORS, FRAME_RULES, Color, FrameRule, VideoReader, find_vide
 
 SPLITS = ("train", "test")
 BACKENDS = ("video", "frames")
-# Open video files kept per worker process; AVA batches come from many videos, so a few suffice.
-_MAX_OPEN_VIDEOS = 8
+# Open video files kept per worker process; training batches come from many videos, so a few
+# suffice. Test clips come video after video, so one reader is in use (its window holds about a
+# clip's frames), and the previous video's is kept only for a batch straddling the two.
+_MAX_OPEN_VIDEOS = {"train": 8, "test": 2}
 
 
 def _under(root: Path, path: str) -> Path:
@@ -149,8 +160,9 @@ class AvaDataset(Dataset):
                 self._video_paths[video_id],
                 frame_rule=self._frame_rule,
                 color=self._video_color,
+                keep_frames=self.split == "test",
             )
-            if len(self._readers) >= _MAX_OPEN_VIDEOS:
+            if len(self._readers) >= _MAX_OPEN_VIDEOS[self.split]:
                 self._readers.pop(next(iter(self._readers))).close()
         self._readers[video_id] = reader  # most recently used last
         return reader
@@ -277,11 +289,25 @@ class SameSizeBatchSampler(Sampler[list[int]]):
     gets the last item again, so that every process has a batch; these copies come after the
     original in rank order, and the tester drops their predictions as duplicates.
 
+    With `num_workers` > 1 (the DataLoader's), the shard's batches are cut into `num_workers`
+    contiguous runs of as many batches as can be (differing by at most one, the longer first)
+    and yielded interleaved, run 0's first, run 1's first, ..., run 0's second, ...: a
+    DataLoader hands batch ``k`` of its sampler to worker ``k % num_workers``, so worker ``w``
+    reads run ``w``, consecutive keyframes of a video, and decodes each of their frames once.
+    The batches are the same as with no workers, only their order differs (the tester sorts its
+    predictions).
+
     sizes: one hashable per item, e.g. its clip's (H', W').
     """
 
     def __init__(
-        self, sizes: Sequence[Any], batch_size: int, *, shard: int = 0, num_shards: int = 1
+        self,
+        sizes: Sequence[Any],
+        batch_size: int,
+        *,
+        shard: int = 0,
+        num_shards: int = 1,
+        num_workers: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -299,6 +325,11 @@ class SameSizeBatchSampler(Sampler[list[int]]):
                 self.batches.append([index])
             else:
                 last.append(index)
+        if num_workers > 1:
+            per_run, longer = divmod(len(self.batches), num_workers)
+            bounds = [w * per_run + min(w, longer) for w in range(num_workers + 1)]
+            runs = [self.batches[a:b] for a, b in itertools.pairwise(bounds)]
+            self.batches = [run[k] for k in range(per_run + 1) for run in runs if k < len(run)]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter([list(batch) for batch in self.batches])
@@ -325,7 +356,8 @@ def build_loader(
 
     Test: never shuffled; a `SameSizeBatchSampler` makes batches of at most TEST.BATCH_SIZE
     consecutive clips of one size, over the whole split or, with `distributed`, over this
-    rank's contiguous share of it (``loader.batch_sampler``).
+    rank's contiguous share of it (``loader.batch_sampler``), and gives each worker a
+    contiguous run of them.
 
     Randomness: the shuffle order comes from torch's global generator when an epoch's iterator
     starts (or from the DistributedSampler's seed and epoch), and so does one base seed from
@@ -352,6 +384,7 @@ def build_loader(
             cfg.TEST.BATCH_SIZE,
             shard=dist.get_rank() if distributed else 0,
             num_shards=dist.get_world_size() if distributed else 1,
+            num_workers=cfg.DATA_LOADER.NUM_WORKERS,
         )
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)
     shuffle = True if shuffle is None else shuffle

@@ -28,7 +28,8 @@ earlier on a tie), as this reader did before; the two agree on 30 fps video.
 Colour rule (``color="jpeg_bt601"``, default): ffmpeg hands the MJPEG encoder full-range
 Y'CbCr with the source's own samples (limited range expanded to full with swscale's integer
 arithmetic, the matrix untouched), and OpenCV's libjpeg decodes them as JFIF (BT.601, full range)
-with "fancy" (triangular) chroma upsampling. `jpeg_rgb` reproduces both steps exactly, so a
+with "fancy" (triangular) chroma upsampling. `jpeg_rgb` reproduces both steps exactly (libjpeg's
+integer arithmetic, computed with OpenCV's vectorized filters and tables), so a
 BT.709 HD video gives the same, BT.601-interpreted, colours as its JPEGs (exact for 8-bit planar
 4:2:0, 4:2:2 and 4:4:4 video; other pixel formats are first converted to 4:2:0). ``color="stream"``
 converts with the stream's own colour tags through swscale instead (BT.709 for tagged HD), for
@@ -39,8 +40,14 @@ ffmpeg rule (times are meant to lie on the layout grid); under the nearest rule 
 variable frame rates included. Times before the first frame give the first frame; times after
 the end of the video give the last frame.
 
-Seeking: the reader seeks once to the key frame at or before the earliest wanted frame and
-decodes forward only until every wanted frame is served; it never loads a whole video.
+Seeking: a read seeks once to the key frame at or before the earliest wanted frame and decodes
+forward only until every wanted frame is served; it never loads a whole video. In the run-up
+to the first wanted frame, frames that no other frame references (most B-frames) are skipped
+when the frame times are known (the ffmpeg rule's packet scan). Sliding window (`VideoReader`'s
+``keep_frames``): the frames of the last read stay decoded and converted, and a read that starts
+inside them, or ahead with no key frame in between, continues the decoder instead of seeking,
+so the overlapping clips of consecutive keyframes decode and convert each frame once. Which path
+served a read never changes its frames.
 
 Rotation: when the stream carries a display matrix with a multiple of 90 degrees (phone videos),
 frames are rotated to display orientation (as ffmpeg does) and `size` reports the displayed
@@ -159,10 +166,15 @@ def ffmpeg_cfr_frames(
 
 
 @functools.lru_cache(maxsize=_LAYOUT_CACHE_SIZE)
-def _layout_source_pts(path: str, size: int, mtime_ns: int, layout_fps: float) -> np.ndarray:
-    """int64 [num_layout_frames]: pts of the source frame of each layout frame of the video at
-    `path` under ffmpeg's rule (`size` and `mtime_ns` key the cache to the file's version)."""
+def _scan_packets(
+    path: str, size: int, mtime_ns: int, layout_fps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From the packet timestamps of the video at `path` (`size` and `mtime_ns` key the cache to
+    the file's version): int64 [num_layout_frames], pts of the source frame of each layout frame
+    under ffmpeg's rule; int64 [N], every frame's pts, sorted; int64 [K], the key frames' pts,
+    sorted (where a seek lands)."""
     packets: list[tuple[int, int]] = []
+    keyframes: list[int] = []
     with av.open(path) as container:
         stream = container.streams.video[0]
         try:
@@ -170,6 +182,8 @@ def _layout_source_pts(path: str, size: int, mtime_ns: int, layout_fps: float) -
                 pts = packet.pts if packet.pts is not None else packet.dts
                 if packet.size and pts is not None and not packet.is_discard:
                     packets.append((pts, packet.duration or 0))
+                    if packet.is_keyframe:
+                        keyframes.append(pts)
         except av.FFmpegError:
             pass  # a truncated file: its readable frames; reads past them are checked later
         single_stream = len(container.streams) == 1
@@ -185,7 +199,7 @@ def _layout_source_pts(path: str, size: int, mtime_ns: int, layout_fps: float) -
         ffmpeg_durations(source[:, 1], time_base, out_rate, rate),
         single_stream,
     )
-    return source[chosen, 0]
+    return source[chosen, 0], source[:, 0], np.sort(np.asarray(keyframes, dtype=np.int64))
 
 
 def _divide_half_away(numerator: np.ndarray, denominator: int) -> np.ndarray:
@@ -247,12 +261,29 @@ _CHROMA_TO_FULL = _range_expansion_table(chroma=True)
 _C = np.arange(256, dtype=np.int64) - 128
 _CR_R = ((_fix(1.40200) * _C + 32768) >> 16).astype(np.int16)
 _CB_B = ((_fix(1.77200) * _C + 32768) >> 16).astype(np.int16)
-# Green takes both: int16 [256 * 256] by Cb * 256 + Cr.
-_CBCR_G = (
-    ((-_fix(0.34414) * _C[:, None] + 32768 - _fix(0.71414) * _C[None, :]) >> 16)
-    .astype(np.int16)
-    .ravel()
-)
+# Green takes both: libjpeg's floor((Cb_g[cb] + Cr_g[cr] + 32768) / 65536), with the two
+# 16-bit fixed-point terms as float32 multiples of 2^-16 (exact: |numerator| < 2^24). Their sum
+# is exact too, and the -32767 moves every value off a rounding tie, so rounding the sum to the
+# nearest integer (what OpenCV does when it writes int16) is libjpeg's floor.
+_CB_G = (-_fix(0.34414) * _C / 65536).astype(np.float32)
+_CR_G = ((1 - _fix(0.71414) * _C) / 65536).astype(np.float32)
+# libjpeg's "fancy" upsampling as OpenCV filters: output = floor((taps . samples + bias) / 2^s)
+# = round((taps . samples + bias - (2^s - 1) / 2) / 2^s), never a tie, and float32 holds every
+# partial sum exactly, so `cv2.filter2D` with the taps / 2^s and that delta gives libjpeg's
+# integers. Horizontal x2 (4:2:2 and 4:2:0): even outputs 3/4 of their sample + 1/4 of the left
+# neighbour, bias 1; odd ones 1/4 of the right neighbour, bias 2 (libjpeg alternates the bias
+# so that rounding does not drift).
+_LEFT, _RIGHT = np.array([1.0, 3.0, 0.0]), np.array([0.0, 3.0, 1.0])
+_H2V1 = [(_LEFT[None] / 4, (1 - 1.5) / 4), (_RIGHT[None] / 4, (2 - 1.5) / 4)]
+# 4:2:0: the same vertically first (no rounding in between), then horizontally with biases 8
+# (even columns) and 7 (odd columns) over 16; one 3x3 filter per output row and column parity.
+_H2V2 = [
+    [
+        (np.outer(vertical, _LEFT) / 16, (8 - 7.5) / 16),
+        (np.outer(vertical, _RIGHT) / 16, (7 - 7.5) / 16),
+    ]
+    for vertical in (_LEFT, _RIGHT)
+]
 
 
 def _fancy_upsample(plane: np.ndarray, vertical: bool, size: tuple[int, int]) -> np.ndarray:
@@ -260,27 +291,26 @@ def _fancy_upsample(plane: np.ndarray, vertical: bool, size: tuple[int, int]) ->
     `vertical`): a triangular filter, 3/4 of the sample and 1/4 of its neighbour on the side of
     the output pixel, edges replicated, with libjpeg's rounding biases. `plane` uint8 [h, w];
     returns uint8 [H, W] for `size` = (W, H)."""
-    sums = plane.astype(np.int16)
-    shift, bias_even, bias_odd = 2, 1, 2
-    if vertical:
-        rows = np.empty((2 * sums.shape[0], sums.shape[1]), np.int16)
-        upper, lower = rows[0::2], rows[1::2]
-        upper[...] = lower[...] = 3 * sums
-        upper[1:] += sums[:-1]
-        upper[0] += sums[0]
-        lower[:-1] += sums[1:]
-        lower[-1] += sums[-1]
-        sums, shift, bias_even, bias_odd = rows, 4, 8, 7
-    out = np.empty((sums.shape[0], 2 * sums.shape[1]), np.int16)
-    even, odd = out[:, 0::2], out[:, 1::2]
-    even[...] = 3 * sums + bias_even
-    odd[...] = 3 * sums + bias_odd
-    even[:, 1:] += sums[:, :-1]
-    even[:, 0] += sums[:, 0]
-    odd[:, :-1] += sums[:, 1:]
-    odd[:, -1] += sums[:, -1]
-    np.right_shift(out, shift, out=out)
-    return out[: size[1], : size[0]].astype(np.uint8)
+    height, width = plane.shape
+    row_kinds = _H2V2 if vertical else [_H2V1]
+    rows = [
+        # Even and odd columns interleaved: [h, w, 2] is [h, 2w] in memory.
+        cv2.merge(
+            [
+                cv2.filter2D(
+                    plane,
+                    cv2.CV_8U,
+                    taps.astype(np.float32),
+                    delta=delta,
+                    borderType=cv2.BORDER_REPLICATE,
+                )
+                for taps, delta in kind
+            ]
+        ).reshape(height, 2 * width)
+        for kind in row_kinds
+    ]
+    out = rows[0] if len(rows) == 1 else np.stack(rows, axis=1).reshape(2 * height, 2 * width)
+    return out[: size[1], : size[0]]
 
 
 def jpeg_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -294,20 +324,34 @@ def jpeg_rgb(frame: av.VideoFrame) -> np.ndarray:
     planes = []
     for index, plane in enumerate(frame.planes[:3]):
         rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
-        samples: np.ndarray = np.ascontiguousarray(rows[:, : plane.width])
-        if not full_range:
-            samples = cv2.LUT(samples, _CHROMA_TO_FULL if index else _LUMA_TO_FULL)
+        samples: np.ndarray = rows[:, : plane.width]
+        samples = (
+            np.ascontiguousarray(samples)
+            if full_range
+            else cv2.LUT(samples, _CHROMA_TO_FULL if index else _LUMA_TO_FULL)
+        )
         planes.append(samples)
     luma, cb, cr = planes
     size = (frame.width, frame.height)
     horizontal, vertical = _PLANAR_YUV[name]
     if horizontal == 2:
         cb, cr = (_fancy_upsample(c, vertical == 2, size) for c in (cb, cr))
-    y = luma.astype(np.int16)
-    green = _CBCR_G[(cb.astype(np.uint16) << 8) | cr]
+    green = cv2.add(cv2.LUT(cb, _CB_G), cv2.LUT(cr, _CR_G), dtype=cv2.CV_16S)
     # cv2.add with an 8-bit result saturates to 0..255, as libjpeg's range limit does.
-    channels = [cv2.add(y, offset, dtype=cv2.CV_8U) for offset in (cv2.LUT(cr, _CR_R), green)]
-    return cv2.merge([*channels, cv2.add(y, cv2.LUT(cb, _CB_B), dtype=cv2.CV_8U)])
+    offsets = (cv2.LUT(cr, _CR_R), green, cv2.LUT(cb, _CB_B))
+    return cv2.merge([cv2.add(luma, offset, dtype=cv2.CV_8U) for offset in offsets])
+
+
+class _Decoded:
+    """One decoded frame: its time (s from the stream start) and, once converted, its RGB image
+    (the decoded frame is then dropped)."""
+
+    __slots__ = ("frame", "time", "rgb")
+
+    def __init__(self, frame: av.VideoFrame, time: float) -> None:
+        self.frame: av.VideoFrame | None = frame
+        self.time = time
+        self.rgb: np.ndarray | None = None
 
 
 class VideoReader:
@@ -316,6 +360,15 @@ class VideoReader:
     `frame_rule` and `color` are described in the module docstring; `layout_fps` is the frame
     rate of the extracted layout that the ffmpeg frame rule reproduces (AVA's 30). Use as a
     context manager (or call `close`). Frames are uint8 RGB arrays [H, W, 3].
+
+    Sliding window (`keep_frames`, default True): the frames a `read_at_times` decoded from its
+    earliest wanted frame on stay decoded (those it returned, converted), and the decoder stays
+    where it stopped; a following read whose earliest frame is in that window is served from it
+    and continues decoding forward, so clips of consecutive keyframes, which overlap, decode
+    and convert each frame once. Memory: about one clip span of frames (e.g. 64 at 30 fps for
+    AVA's 32x2 clips). ``keep_frames=False`` keeps only the last two frames (for random access,
+    e.g. training, where the window is rarely reused). The frames returned are the same either
+    way.
     """
 
     def __init__(
@@ -325,6 +378,7 @@ class VideoReader:
         frame_rule: FrameRule = "ffmpeg",
         color: Color = "jpeg_bt601",
         layout_fps: float = 30.0,
+        keep_frames: bool = True,
     ):
         self.path = Path(path)
         if frame_rule not in FRAME_RULES:
@@ -334,6 +388,9 @@ class VideoReader:
         if not layout_fps > 0:
             raise ValueError(f"layout_fps must be positive, got {layout_fps!r}")
         self.frame_rule, self.color, self.layout_fps = frame_rule, color, float(layout_fps)
+        self.keep_frames = keep_frames
+        # Frames decoded so far by read_at_times and iter_frames (seeks' run-ups included).
+        self.frames_decoded = 0
         if not self.path.is_file():
             raise VideoReadError(f"{self.path}: video file not found")
         try:
@@ -369,12 +426,15 @@ class VideoReader:
         self._declared_s = max(self.duration, self._stream.frames / self.fps)
         self._rot90 = 0
         self._reformatter = VideoReformatter()
-        # Where the last read_at_times stopped: (decoder iterator, its last frames). A following
-        # read that starts at or after those frames continues decoding instead of seeking.
-        self._resume: tuple[Iterator[av.VideoFrame], list[av.VideoFrame]] | None = None
-        # Source frame time (s from the stream start) of each layout frame, under the ffmpeg
-        # rule; read from the packet timestamps on first use.
+        # The sliding window: consecutive decoded frames (presentation order) and the decoder
+        # that continues right after the last of them; None after a failure or an iter_frames.
+        self._window: list[_Decoded] = []
+        self._decoder: Iterator[av.VideoFrame] | None = None
+        # Source frame time (s from the stream start) of each layout frame under the ffmpeg
+        # rule, and the key frame times; read from the packet timestamps on first use.
         self._layout_times: np.ndarray | None = None
+        self._keyframe_times: np.ndarray | None = None
+        self._frame_times: np.ndarray | None = None
         width, height = self._stream.codec_context.width, self._stream.codec_context.height
         first = self._first_frame()
         if first is not None and first.rotation % 90 == 0:
@@ -397,6 +457,7 @@ class VideoReader:
         self.close()
 
     def close(self) -> None:
+        self._window, self._decoder = [], None
         self._container.close()
 
     def __repr__(self) -> str:
@@ -414,19 +475,22 @@ class VideoReader:
     def num_layout_frames(self) -> int:
         """Frames ``ffmpeg -r layout_fps`` writes for this video (reads every packet's
         timestamp once)."""
-        return len(self._layout_frame_times())
+        return len(self.layout_frame_times())
 
-    def _layout_frame_times(self) -> np.ndarray:
-        """float64 [num_layout_frames]: the source frame time (s from the stream start) of each
-        layout frame under ffmpeg's rule."""
+    def layout_frame_times(self) -> np.ndarray:
+        """float64 [num_layout_frames]: for each frame of the ``ffmpeg -r layout_fps`` layout,
+        the presentation time (seconds from the video stream's start, the clock of
+        `read_at_times` and `iter_frames`) of the source frame that ffmpeg's rule puts there.
+        Reads every packet's timestamp on first use (demuxing only; cached per process)."""
         if self._layout_times is None:
-            self._layout_times = self._scan_layout()
+            stat = self.path.stat()
+            layout_pts, frame_pts, keyframe_pts = _scan_packets(
+                str(self.path), stat.st_size, stat.st_mtime_ns, self.layout_fps
+            )
+            self._layout_times = (layout_pts - self._start_pts) * self._time_base
+            self._frame_times = (frame_pts - self._start_pts) * self._time_base
+            self._keyframe_times = (keyframe_pts - self._start_pts) * self._time_base
         return self._layout_times
-
-    def _scan_layout(self) -> np.ndarray:
-        stat = self.path.stat()
-        pts = _layout_source_pts(str(self.path), stat.st_size, stat.st_mtime_ns, self.layout_fps)
-        return (pts - self._start_pts) * self._time_base
 
     def _frame_time(self, frame: av.VideoFrame) -> float:
         if frame.pts is None:
@@ -445,21 +509,37 @@ class VideoReader:
             image = np.ascontiguousarray(np.rot90(image, self._rot90))
         return image
 
+    def _rgb(self, entry: _Decoded) -> np.ndarray:
+        """`entry`'s image, converted once."""
+        if entry.rgb is None:
+            assert entry.frame is not None
+            entry.rgb, entry.frame = self._to_rgb(entry.frame), None
+        return entry.rgb
+
     def _decode_from(self, time_s: float) -> Iterator[av.VideoFrame]:
         """Frames from the key frame at or before `time_s` onwards, in presentation order.
 
         Some containers (AVI, files without an index) land after the wanted time; then the seek is
         retried further back until the first decoded frame is at or before `time_s` (or is the
-        first frame of the video).
+        first frame of the video). Callers drop the window: the seek moves its demuxer.
+
+        Run-up: when the frame times are known (after `layout_frame_times`), packets of frames
+        before the last frame preceding `time_s` are decoded with ``skip_frame=NONREF``: frames
+        that no other frame references are not reconstructed (about 40% of the run-up's cost
+        for H.264 with B-frames), the others are, so every frame from there on is the same.
         """
-        self._resume = None
         back_s = 0.0
+        skip_below = -math.inf
+        if self._frame_times is not None:
+            before = np.searchsorted(self._frame_times, time_s - _TIE_EPS_S, side="left") - 1
+            if before >= 0:
+                skip_below = float(self._frame_times[before]) - _TIE_EPS_S
         while True:
             target = max(0.0, time_s - back_s)
             pts = self._start_pts + int(math.floor(target / self._time_base))
             try:
                 self._container.seek(pts, stream=self._stream, backward=True)
-                frames = self._container.decode(self._stream)
+                frames = self._decode_packets(skip_below)
                 first = next(frames, None)
             except av.FFmpegError as e:
                 raise VideoReadError(
@@ -470,28 +550,58 @@ class VideoReader:
             back_s = max(1.0, 2 * back_s)
         if first is None:
             return
+        self.frames_decoded += 1
         yield first
         try:
-            yield from frames
+            for frame in frames:
+                self.frames_decoded += 1
+                yield frame
         except av.FFmpegError as e:
             raise VideoReadError(f"{self.path}: decoding failed after {time_s:.3f} s: {e}") from e
 
-    def _frames_for(self, time_s: float) -> Iterator[av.VideoFrame]:
-        """Frames in presentation order, starting at or before `time_s`: the previous read's
-        decoder when `time_s` is at most `_RESUME_MAX_S` past where it stopped (clips of
-        consecutive keyframes then decode each frame once), else a fresh seek."""
-        if self._resume is not None:
-            iterator, recent = self._resume
-            first_time, last_time = self._frame_time(recent[0]), self._frame_time(recent[-1])
-            if first_time <= time_s + _TIE_EPS_S and time_s <= last_time + _RESUME_MAX_S:
-                self._resume = None
-                return itertools.chain(recent, iterator)
-        return self._decode_from(time_s)
+    def _decode_packets(self, skip_below: float) -> Iterator[av.VideoFrame]:
+        """Decode from the demuxer's position; packets whose time is below `skip_below` (s)
+        skip non-reference frames."""
+        context = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
+            early = packet.pts is not None and (
+                (packet.pts - self._start_pts) * self._time_base < skip_below
+            )
+            context.skip_frame = "NONREF" if early else "DEFAULT"
+            yield from context.decode(packet)
+
+    def _continues(self, time_s: float) -> bool:
+        """Whether a read whose earliest frame is at `time_s` continues the window's decoder
+        rather than seeking: `time_s` is in the window, or ahead of it with no key frame in
+        between (a seek would land at or before where the decoder is; without the key frame
+        table, up to `_RESUME_MAX_S` ahead)."""
+        if not self._window or self._decoder is None:
+            return False
+        start, end = self._window[0].time, self._window[-1].time
+        if time_s + _TIE_EPS_S < start:
+            return False
+        if time_s <= end + _TIE_EPS_S:
+            return True
+        if self._keyframe_times is None:
+            return time_s <= end + _RESUME_MAX_S
+        landing = np.searchsorted(self._keyframe_times, time_s + _TIE_EPS_S, side="right") - 1
+        return bool(landing < 0 or self._keyframe_times[landing] <= end + _TIE_EPS_S)
+
+    def _entries_from(self, time_s: float) -> Iterator[_Decoded]:
+        """Decoded frames in presentation order from at or before `time_s`: the window, then its
+        decoder (see `_continues`), or a fresh seek."""
+        if self._continues(time_s) and self._decoder is not None:
+            kept, decoder = self._window, self._decoder
+        else:
+            kept, decoder = [], self._decode_from(time_s)
+            self._window, self._decoder = [], decoder
+        fresh = (_Decoded(frame, self._frame_time(frame)) for frame in decoder)
+        return itertools.chain(kept, fresh)
 
     def _source_times(self, times: np.ndarray) -> np.ndarray:
         """Layout times -> the times of the source frames ffmpeg's rule puts there; times past
         the last layout frame are kept (the past-the-end rules of `read_at_times` apply)."""
-        table = self._layout_frame_times()
+        table = self.layout_frame_times()
         slots = np.rint(times * self.layout_fps).astype(np.int64)
         return np.where(slots < len(table), table[np.clip(slots, 0, len(table) - 1)], times)
 
@@ -506,38 +616,37 @@ class VideoReader:
         order = np.argsort(times, kind="stable")
         out: list[np.ndarray | None] = [None] * times.size
         pending = 0  # next position in `order` to serve
-        prev: av.VideoFrame | None = None
-        prev_rgb: np.ndarray | None = None
+        # Frames of this read, in order, from the one before the first that serves a time (the
+        # run-up from a key frame is not kept).
+        seen: list[_Decoded] = []
+        prev: _Decoded | None = None
         last_time = -math.inf
-        frames = self._frames_for(float(times[order[0]]))
-        for frame in frames:
-            t_frame = self._frame_time(frame)
-            if t_frame < last_time:
-                continue  # some demuxers repeat a frame after a seek; pts only move forward
-            cur_rgb: np.ndarray | None = None
-            while pending < times.size and times[order[pending]] <= t_frame + _TIE_EPS_S:
-                t = times[order[pending]]
-                use_prev = prev is not None and (t - last_time) <= (t_frame - t) + _TIE_EPS_S
-                if use_prev and prev is not None:
-                    if prev_rgb is None:
-                        prev_rgb = self._to_rgb(prev)
-                    out[order[pending]] = prev_rgb
-                else:
-                    if cur_rgb is None:
-                        cur_rgb = self._to_rgb(frame)
-                    out[order[pending]] = cur_rgb
-                pending += 1
-            if pending == times.size:
-                self._resume = (frames, [f for f in (prev, frame) if f is not None])
-                break
-            prev, prev_rgb, last_time = frame, cur_rgb, t_frame
+        try:
+            for entry in self._entries_from(float(times[order[0]])):
+                t_frame = entry.time
+                if t_frame < last_time:
+                    continue  # some demuxers repeat a frame after a seek; pts only move forward
+                seen.append(entry)
+                if pending == 0 and len(seen) > 2:
+                    del seen[0]
+                while pending < times.size and times[order[pending]] <= t_frame + _TIE_EPS_S:
+                    t = times[order[pending]]
+                    use_prev = prev is not None and (t - last_time) <= (t_frame - t) + _TIE_EPS_S
+                    chosen = prev if use_prev and prev is not None else entry
+                    out[order[pending]] = self._rgb(chosen)
+                    pending += 1
+                if pending == times.size:
+                    break
+                prev, last_time = entry, t_frame
+        except BaseException:
+            self._window, self._decoder = [], None
+            raise
+        self._window = seen if self.keep_frames else seen[-2:]
         if pending < times.size:
-            self._serve_past_end(
-                times[order[pending:]], prev, prev_rgb, last_time, order[pending:], out
-            )
+            self._serve_past_end(times[order[pending:]], prev, last_time, order[pending:], out)
         return np.stack(cast(list[np.ndarray], out))
 
-    def _serve_past_end(self, times, prev, prev_rgb, last_time, positions, out) -> None:
+    def _serve_past_end(self, times, prev, last_time, positions, out) -> None:
         """Times after the last decoded frame get that frame, unless the file ends before the
         duration its header declares (a truncated or corrupt file, which must not pass silently)."""
         if prev is None:
@@ -552,7 +661,7 @@ class VideoReader:
                 f"{self._declared_s:.3f} s (truncated or corrupt file); "
                 f"wanted {float(times.max()):.3f} s"
             )
-        rgb = prev_rgb if prev_rgb is not None else self._to_rgb(prev)
+        rgb = self._rgb(prev)
         for position in positions:
             out[position] = rgb
 
@@ -561,6 +670,7 @@ class VideoReader:
     ) -> Iterator[tuple[np.ndarray, float]]:
         """Every decoded frame with ``start_s <= time < end_s`` as
         (uint8 RGB [H, W, 3], time in s)."""
+        self._window, self._decoder = [], None
         for frame in self._decode_from(start_s):
             t_frame = self._frame_time(frame)
             if end_s is not None and t_frame >= end_s:

@@ -98,7 +98,7 @@ class FileSource:
 
     def layout_times(self) -> np.ndarray | None:
         # The reader's table of ffmpeg's choices; `VideoReader` keeps it per process.
-        return self.reader._layout_frame_times()
+        return self.reader.layout_frame_times()
 
     def frames(self, start_s: float, end_s: float | None) -> Iterator[tuple[np.ndarray, float]]:
         """Each decoded frame with ``start_s <= time < end_s``, once, in order."""
@@ -173,25 +173,47 @@ class LiveSource:
         first_pts: int | None = None
         time_base = float(self._stream.time_base) if self._stream.time_base else 0.0
         count = 0
-        try:
-            for frame in self._container.decode(self._stream):
-                if frame.pts is not None and time_base and first_pts is None:
-                    first_pts = frame.pts
-                if frame.pts is not None and first_pts is not None:
-                    t = (frame.pts - first_pts) * time_base
-                else:
-                    t = count / self.fps
-                count += 1
-                self.frames_decoded += 1
+
+        def timed(frame: av.VideoFrame) -> float:
+            nonlocal first_pts, count
+            if frame.pts is not None and time_base and first_pts is None:
+                first_pts = frame.pts
+            if frame.pts is not None and first_pts is not None:
+                t = (frame.pts - first_pts) * time_base
+            else:
+                t = count / self.fps
+            count += 1
+            self.frames_decoded += 1
+            return t
+
+        decoded = self._container.decode(self._stream)
+        while True:
+            try:
+                batch = [next(decoded)]
+                ended = False
+            except StopIteration:
+                return
+            except av.FFmpegError as e:
+                # A live stream has no end marker: the read timeout, or a stream cut
+                # mid-packet, ends the run with what was decoded, including the frames the
+                # decoder still holds (an HTTP stream closed by its server ends this way).
+                if count == 0:
+                    raise VideoReadError(f"{self.name}: no frame could be decoded: {e}") from e
+                batch, ended = self._flush(), True
+            for frame in batch:
+                t = timed(frame)
                 if end_s is not None and t >= end_s:
                     return
                 if t >= start_s:
                     yield frame.to_ndarray(format="rgb24"), t
-        except av.FFmpegError as e:
-            # A live stream has no end marker: the read timeout, or a stream cut mid-packet,
-            # ends the run with what was decoded.
-            if count == 0:
-                raise VideoReadError(f"{self.name}: no frame could be decoded: {e}") from e
+            if ended:
+                return
+
+    def _flush(self) -> list[av.VideoFrame]:
+        try:
+            return list(self._stream.codec_context.decode(None))
+        except av.FFmpegError:
+            return []
 
     def close(self) -> None:
         self._container.close()
