@@ -48,8 +48,9 @@ def text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _font_scale(height: int, width: int) -> float:
-    # 0.4 is the smallest size whose digits stay legible; grows with the frame.
-    return max(0.4, min(height, width) / 720)
+    # 0.4 is the smallest size whose digits stay legible; grows with the frame, to ~3.5% of
+    # its short side per row, so that several people's stacks fit beside their boxes.
+    return max(0.4, min(height, width) / 900)
 
 
 def _dashed_rectangle(img, p1, p2, color, thickness: int, dash: int) -> None:
@@ -462,7 +463,7 @@ def draw_detections(
         leader = None if stack is None else leader_line(stack.bounds, edges)
         if leader is not None:
             # A stack moved away from its box (no room beside it) stays tied to it by a line.
-            cv2.line(img, leader[0], leader[1], color, 1, cv2.LINE_AA)
+            cv2.line(img, leader[0], leader[1], color, thickness, cv2.LINE_AA)
     for stack in stacks:
         if stack is not None:
             _draw_stack(img, stack)
