@@ -10,7 +10,7 @@ import pytest
 
 from detection.apps.import_annotations import main
 from detection.ava.csv_io import read_ava_csv, read_excluded_timestamps
-from detection.ava.labelmap import read_labelmap
+from detection.ava.labelmap import LabelMapError, read_labelmap
 from detection.config import load_config
 from detection.data.dataset import AvaDataset
 from detection.importers import ImportAnnotationError, ImportOptions, import_annotations
@@ -431,3 +431,118 @@ def test_files_of_the_same_video_merge_by_person_but_cvat_track_ids_must_be_uniq
 
     with pytest.raises(ImportAnnotationError, match="the same track id for video 'clip25'"):
         import_annotations("cvat", [cvat_file, cvat_file], video_dir, tmp_path / "ds2")
+
+
+# --- Files the synthetic generator writes, and the AVA-layer writers ----------------------------
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """3 generated videos of 5 s (30 fps) with their CVAT and VIA exports (custom ids 3..15)."""
+    from detection.data.synthetic import generate_synthetic_ava
+
+    root = tmp_path_factory.mktemp("generated")
+    return generate_synthetic_ava(
+        root,
+        num_videos=3,
+        num_val=1,
+        seconds=5,
+        seed=11,
+        annotation_formats=("cvat", "via"),
+        progress=False,
+    )
+
+
+def _by_person(table) -> dict[tuple[str, int, int], tuple[tuple[float, ...], set[int]]]:
+    out: dict = {}
+    for row in table.itertuples():
+        key = (row.video_id, int(row.timestamp), int(row.person_id))
+        box, actions = out.setdefault(key, ((row.x1, row.y1, row.x2, row.y2), set()))
+        actions.add(int(row.action_id))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["cvat", "via"])
+def test_generator_exports_import_back_to_its_ground_truth(generated, fmt, tmp_path):
+    from detection.data.synthetic import CUSTOM_CLASSES
+
+    custom = generated.root / "custom"
+    inputs = (
+        sorted((custom / "cvat").glob("*.xml")) if fmt == "cvat" else [custom / "via/project.json"]
+    )
+    assert len(inputs) == (3 if fmt == "cvat" else 1)
+    options = ImportOptions(
+        labelmap=custom / "labelmap.pbtxt", val_videos=generated.val_videos, link=True
+    )
+    result = import_annotations(fmt, inputs, generated.root / "videos", tmp_path / "ds", options)
+    assert not result.report.malformed and not result.report.skipped
+    overrides = dict(zip(result.config_overrides[::2], result.config_overrides[1::2], strict=True))
+    assert overrides["MODEL.NUM_CLASSES"] == "15"
+    assert overrides["AVA.VALID_FRAMES_END_SEC"] == str(generated.seconds - 1)
+    labelmap = read_labelmap(
+        tmp_path / "ds/annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+    )
+    assert labelmap.names == dict(CUSTOM_CLASSES.values())
+
+    to_custom = {generated_id: custom_id for generated_id, (custom_id, _) in CUSTOM_CLASSES.items()}
+    for split in ("train", "val"):
+        imported = _by_person(
+            read_ava_csv(tmp_path / f"ds/annotations/ava_{split}_v2.2.csv", kind="groundtruth")
+        )
+        original = _by_person(
+            read_ava_csv(generated.root / f"annotations/ava_{split}_v2.2.csv", kind="groundtruth")
+        )
+        excluded = read_excluded_timestamps(
+            generated.root / f"annotations/ava_{split}_excluded_timestamps_v2.2.csv"
+        )
+        # Every person at every second 0..4 of the file; AVA's 902..903 are seconds 2..3.
+        people = {(v, p) for v, _, p in original}
+        assert set(imported) == {(v, s, p) for v, p in people for s in range(generated.seconds)}
+        assert {v for v, _ in people} == set(
+            generated.train_videos if split == "train" else generated.val_videos
+        )
+        for (video, second, person), (box, actions) in original.items():
+            assert (video, second) not in excluded
+            got_box, got_actions = imported[(video, second - 900, person)]
+            assert got_box == pytest.approx(box, abs=1.1e-3)  # 3 decimals, pixels at 2 or 3
+            assert got_actions == {to_custom[a] for a in actions}
+
+
+def test_ava_dataset_files_read_back(tmp_path):
+    from detection.ava.dataset_files import (
+        GroundTruthBox,
+        format_labelmap,
+        write_groundtruth,
+        write_labelmap,
+        write_person_boxes,
+    )
+
+    names = {12: "say hi, wave (2 hands)", 3: "stand", 40: "ünïcode"}
+    for dialect in ("item", "label"):
+        write_labelmap(tmp_path / f"{dialect}.pbtxt", names, dialect=dialect)
+        read = read_labelmap(tmp_path / f"{dialect}.pbtxt")
+        assert read.names == names and list(read.names) == [3, 12, 40]
+        assert set(read.groups.values()) == ({"PERSON_MOVEMENT"} if dialect == "label" else set())
+    # What the reader would not read back as written is refused, as a user error.
+    for bad in ("two\nlines", 'say "hi"', "back\\slash", ""):
+        with pytest.raises(LabelMapError, match="cannot be written in a label map"):
+            format_labelmap({1: bad})
+    with pytest.raises(LabelMapError, match="used by ids 1 and 2"):
+        format_labelmap({1: "a", 2: "a"})
+
+    boxes = [
+        GroundTruthBox("clip,take 2", 7, (0.5, 0.25, 0.75, 1.0), (12, 3), None),
+        GroundTruthBox("clip,take 2", 7, (0.5, 0.25, 0.75, 1.0), (40,), 1),
+        GroundTruthBox("a", 0, (0.0, 0.0, 0.1, 0.2), (), 5),
+    ]
+    write_groundtruth(tmp_path / "gt.csv", boxes)
+    gt = read_ava_csv(tmp_path / "gt.csv", kind="groundtruth")
+    assert gt["video_id"].tolist() == ["a", "clip,take 2", "clip,take 2", "clip,take 2"]
+    assert gt["action_id"].fillna(-1).astype(int).tolist() == [-1, 40, 3, 12]
+    assert gt["person_id"].fillna(-1).astype(int).tolist() == [5, 1, -1, -1]
+    write_person_boxes(tmp_path / "boxes.csv", boxes)
+    proposals = read_ava_csv(tmp_path / "boxes.csv", kind="boxes")
+    assert len(proposals) == 2 and proposals["score"].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="inside \\[0, 1\\]"):
+        write_groundtruth(tmp_path / "bad.csv", [GroundTruthBox("a", 1, (0.5, 0, 0.4, 1), ())])
+    assert not (tmp_path / "bad.csv").exists()

@@ -189,3 +189,91 @@ def test_crossing_video_has_the_scene_frames(tmp_path):
     assert len(frames) == 10 and frames[0].shape == (90, 160, 3)
     # Lossy but close: mean absolute difference of a few grey levels.
     assert np.abs(frames[5].astype(int) - scene.render(0.5)).mean() < 4
+
+
+def test_annotation_exports_in_cvat_and_via_leave_the_dataset_unchanged(tmp_path):
+    import json
+    import xml.etree.ElementTree as ET
+
+    from detection.data.synthetic import CUSTOM_CLASSES
+
+    plain = generate_synthetic_ava(
+        tmp_path / "plain", num_videos=2, seconds=4, seed=2, progress=False
+    )
+    generate_synthetic_ava(
+        tmp_path / "exports",
+        num_videos=2,
+        seconds=4,
+        seed=2,
+        annotation_formats=("cvat", "via"),
+        progress=False,
+    )
+    files = sorted(p.relative_to(plain.root) for p in plain.root.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name != "synthetic_ava.json":
+            assert (tmp_path / "exports" / rel).read_bytes() == (plain.root / rel).read_bytes(), rel
+    custom = tmp_path / "exports" / "custom"
+    labelmap = read_labelmap(custom / "labelmap.pbtxt")
+    assert labelmap.names == dict(CUSTOM_CLASSES.values()) and labelmap.ids == [3, 7, 8, 12, 15]
+
+    # CVAT: one task per video, a person track per actor with a box on every frame and the
+    # actor's classes as true checkboxes; the box at frame 60 is the ground truth's at 902.
+    gt = _gt_actors(plain.root, "train")
+    root = ET.parse(custom / "cvat" / "syn_000.xml").getroot()
+    assert root.findtext("version") == "1.1" and root.findtext("meta/source") == "syn_000.mp4"
+    assert root.findtext("meta/task/size") == str(4 * 30)
+    declared = [a.findtext("name") for a in root.iter("attribute") if a.findtext("input_type")]
+    assert declared == [name for _, name in CUSTOM_CLASSES.values()]
+    tracks = root.findall("track")
+    assert {t.get("id") for t in tracks} == {p for v, _, p in gt if v == "syn_000"}
+    for track in tracks:
+        boxes = track.findall("box")
+        assert [int(b.get("frame")) for b in boxes] == list(range(4 * 30))
+        box, labels = gt[("syn_000", 902, track.get("id"))]
+        at_902 = boxes[60]
+        pixels = [float(at_902.get(k)) for k in ("xtl", "ytl", "xbr", "ybr")]
+        assert np.allclose(np.array(pixels) / [160, 120, 160, 120], box, atol=6e-4)
+        true = {a.get("name") for a in at_902.findall("attribute") if a.text == "true"}
+        assert true == {CUSTOM_CLASSES[a][1] for a in labels}
+
+    # VIA 3: a rectangle per actor at every whole second, checkbox option ids per action.
+    project = json.loads((custom / "via" / "project.json").read_text())
+    assert [f["fname"] for f in project["file"].values()] == ["syn_000.mp4", "syn_001.mp4"]
+    options = project["attribute"]["2"]["options"]
+    assert project["attribute"]["2"]["type"] == 2 and sorted(options.values()) == sorted(
+        name for _, name in CUSTOM_CLASSES.values()
+    )
+    regions = [m for m in project["metadata"].values() if m["vid"] == "1"]
+    assert sorted({m["z"][0] for m in regions}) == [0.0, 1.0, 2.0, 3.0]
+    for m in regions:
+        if m["z"] == [2.0]:
+            box, labels = gt[("syn_000", 902, m["av"]["1"])]
+            _, x, y, w, h = m["xy"]
+            assert np.allclose(
+                np.array([x, y, x + w, y + h]) / [160, 120, 160, 120], box, atol=6e-4
+            )
+            chosen = {options[o] for o in m["av"]["2"].split(",")}
+            assert chosen == {CUSTOM_CLASSES[a][1] for a in labels}
+
+    boxes = list(csv.reader(open(custom / "person_boxes.csv")))
+    assert {(r[0], int(r[1])) for r in boxes} == {
+        (v, s) for v in ("syn_000", "syn_001") for s in range(4)
+    }
+
+
+def test_unknown_annotation_format_is_a_usage_error(tmp_path):
+    cli = PROJECT_ROOT / "tools" / "make_synthetic_ava.py"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(cli),
+            "--output",
+            str(tmp_path / "x"),
+            "--annotation-formats",
+            "cvat,coco",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "--annotation-formats: coco unknown" in proc.stderr
+    assert not (tmp_path / "x").exists()

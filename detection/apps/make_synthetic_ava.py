@@ -5,14 +5,25 @@ from __future__ import annotations
 import argparse
 
 from detection.apps.cli import run_tool, tool_parser
-from detection.data.synthetic import SyntheticAva, generate_synthetic_ava
+from detection.data.synthetic import (
+    ANNOTATION_FORMATS,
+    CUSTOM_CLASSES,
+    SyntheticAva,
+    generate_synthetic_ava,
+)
 
-DESCRIPTION = """\
+_CUSTOM_IDS = ", ".join(str(i) for i, _ in CUSTOM_CLASSES.values())
+DESCRIPTION = f"""\
 Generate a small AVA-format dataset (mp4 videos, CSVs, label maps, frame lists).
 
 Reads nothing. Writes under --output: videos/*.mp4, annotations/ (ground truth, predicted
-boxes, excluded timestamps, label maps), frame_lists/{train,val}.csv, synthetic_ava.json and,
-with --frames, frames/{video}/{video}_%06d.jpg. The design (classes, periods, sizes) is in
+boxes, excluded timestamps, label maps), frame_lists/{{train,val}}.csv, synthetic_ava.json and,
+with --frames, frames/{{video}}/{{video}}_%06d.jpg. With --annotation-formats cvat,via, also the
+same people and actions as CVAT and VIA would export them, under custom class ids and names
+(ids {_CUSTOM_IDS}), in the time of the video file: custom/cvat/{{video}}.xml (CVAT for
+video 1.1), custom/via/project.json (VIA 3), custom/labelmap.pbtxt and
+custom/person_boxes.csv (person detector boxes at every second), the input of
+tools/import_annotations.py. The design (classes, periods, sizes) is in
 detection/data/synthetic.py.
 """
 
@@ -41,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--frames", action="store_true", help="also extract JPEG frames (frames backend)"
     )
+    parser.add_argument(
+        "--annotation-formats",
+        default="",
+        metavar="LIST",
+        help=f"comma-separated, of {','.join(ANNOTATION_FORMATS)}: also write the annotations "
+        "in these tools' export formats under custom/ (default none)",
+    )
     return parser
 
 
@@ -50,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     # Checked here, before any file is written, in the words of the options.
     if args.seconds < MIN_SECONDS:
         parser.error(f"--seconds must be at least {MIN_SECONDS}, got {args.seconds}")
+    formats = [f.strip() for f in args.annotation_formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(ANNOTATION_FORMATS))
+    if unknown:
+        parser.error(
+            f"--annotation-formats: {', '.join(unknown)} unknown; choose from "
+            f"{','.join(ANNOTATION_FORMATS)}"
+        )
     num_val = max(1, args.num_videos // 4) if args.num_val is None else args.num_val
     if not 1 <= num_val < args.num_videos:
         parser.error(
@@ -65,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.seconds,
             seed=args.seed,
             write_frames=args.frames,
+            annotation_formats=formats,
         )
 
     info = run_tool(generate)

@@ -57,6 +57,27 @@ fewer than 3 keyframes) is listed as excluded and left out of the ground truth, 
 Everything is drawn from ``numpy.random.default_rng(seed)`` and x264 runs single-threaded, so a
 seed gives identical files.
 
+Annotation-tool exports (``annotation_formats``, ``--annotation-formats cvat,via``). The same
+people and actions as annotators would export them from CVAT or VIA, under custom class ids
+and names (`CUSTOM_CLASSES`: not AVA's, not contiguous), in the time of the video file (second
+0 is its first frame, not AVA's 900), for every video of both splits::
+
+    DIR/custom/labelmap.pbtxt            item { name id } with the custom ids
+    DIR/custom/cvat/syn_000.xml          CVAT for video 1.1, one task per video: a "person"
+                                         track per actor (track id = person id) with a box on
+                                         every frame (keyframe="1" every second) and one
+                                         checkbox attribute per custom class
+    DIR/custom/via/project.json          VIA 3 project of all videos: a rectangle per actor at
+                                         every whole second, "person_id" text and "action"
+                                         checkbox attributes
+    DIR/custom/person_boxes.csv          what a person detector would give at every whole
+                                         second: video,second,x1,y1,x2,y2,,score (file time)
+
+`tools/import_annotations.py --format cvat|via ... --labelmap DIR/custom/labelmap.pbtxt` turns
+them back into this dataset's boxes and actions (at seconds 0 .. seconds - 1); the detector
+boxes are drawn from their own random stream, so asking for exports leaves every other file
+unchanged.
+
 Sizes: by default 16 videos of 12 s (the last 4 are the val split), keyframes 902-910, about
 5 s to generate on 2 cores (frames add a few seconds); ``synthetic_ava.json`` records the
 settings.
@@ -73,6 +94,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -80,6 +103,8 @@ import av
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from detection.ava.dataset_files import format_labelmap
 
 from .video import VideoReader
 
@@ -100,6 +125,19 @@ BOUNCE_HEIGHT = 9.0  # px
 BOUNCE_PERIOD = 24  # frames
 BOX_PAD = 2  # px around the actor's full extent
 FRAME_LIST_HEADER = "original_vido_id video_id frame_id path labels"
+
+CUSTOM_CLASSES = {
+    1: (3, "stand still"),
+    2: (7, "stroll"),
+    3: (8, "hop"),
+    4: (12, "shake"),
+    5: (15, "blink"),
+}
+"""Generated class id -> (custom id, custom name) in the annotation-tool exports: ids with gaps
+and above the class count, names other than `ACTION_NAMES`, as a user's own label map has."""
+ANNOTATION_FORMATS = ("cvat", "via")
+CUSTOM_DIR = "custom"
+CVAT_PERSON_LABEL = "person"
 
 
 @dataclass(frozen=True)
@@ -278,19 +316,11 @@ def _jitter_box(
 
 
 def _write_labelmaps(annotation_dir: Path) -> None:
-    label_lines, item_lines = [], []
-    for action_id, name in ACTION_NAMES.items():
-        label_lines += [
-            "label {",
-            f'  name: "{name}"',
-            f"  label_id: {action_id}",
-            "  label_type: PERSON_MOVEMENT",
-            "}",
-        ]
-        item_lines += ["item {", f'  name: "{name}"', f"  id: {action_id}", "}"]
-    (annotation_dir / "ava_action_list_v2.2.pbtxt").write_text("\n".join(label_lines) + "\n")
+    (annotation_dir / "ava_action_list_v2.2.pbtxt").write_text(
+        format_labelmap(ACTION_NAMES, dialect="label")
+    )
     (annotation_dir / "ava_action_list_v2.2_for_activitynet_2019.pbtxt").write_text(
-        "\n".join(item_lines) + "\n"
+        format_labelmap(ACTION_NAMES)
     )
 
 
@@ -336,12 +366,18 @@ def generate_synthetic_ava(
     width: int = 160,
     height: int = 120,
     write_frames: bool = False,
+    annotation_formats: Sequence[str] = (),
     progress: bool = True,
 ) -> SyntheticAva:
     """Write the dataset described in the module docstring to `output_dir`.
 
     The last `num_val` videos (default ``max(1, num_videos // 4)``) form the val split.
+    `annotation_formats` (any of `ANNOTATION_FORMATS`) adds the annotation-tool exports under
+    ``custom/``.
     """
+    unknown = sorted(set(annotation_formats) - set(ANNOTATION_FORMATS))
+    if unknown:
+        raise ValueError(f"annotation formats must be among {ANNOTATION_FORMATS}, got {unknown}")
     if seconds < 4:
         raise ValueError(
             f"seconds must be >= 4 to hold one keyframe with a clip around it, got {seconds}"
@@ -370,11 +406,13 @@ def generate_synthetic_ava(
     gt_rows: dict[str, list[list[str]]] = {"train": [], "val": []}
     pred_rows: dict[str, list[list[str]]] = {"train": [], "val": []}
     excluded: dict[str, list[list[str]]] = {"train": [], "val": []}
+    scenes: dict[str, list[Actor]] = {}
     for vid in tqdm(video_ids, desc="synthetic AVA videos", disable=not progress):
         split = "train" if vid in splits["train"] else "val"
         background = _background(rng, width, height)
         chosen = rng.permutation(len(cells))[: int(rng.integers(2, 5))]
         actors = [_random_actor(rng, pid, cells[c]) for pid, c in enumerate(chosen)]
+        scenes[vid] = actors
         _write_video(dirs["videos"] / f"{vid}.mp4", background, actors, num_frames)
         seconds_here = list(info.keyframe_seconds)
         excluded_sec = None
@@ -421,6 +459,12 @@ def generate_synthetic_ava(
     _write_labelmaps(ann)
     manifest = {k: v for k, v in asdict(info).items() if k != "root"}
     manifest.update(seed=seed, fps=FPS, fast_period=FAST_PERIOD, actions=ACTION_NAMES)
+    if annotation_formats:
+        manifest.update(
+            annotation_formats=sorted(set(annotation_formats)),
+            custom_classes={str(k): list(v) for k, v in CUSTOM_CLASSES.items()},
+        )
+        write_annotation_exports(root / CUSTOM_DIR, scenes, info, annotation_formats, seed=seed)
     (root / "synthetic_ava.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if write_frames:
         for vid in tqdm(video_ids, desc="extracting JPEG frames", disable=not progress):
@@ -433,6 +477,184 @@ def generate_synthetic_ava(
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
     with open(path, "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def write_annotation_exports(
+    out_dir: str | Path,
+    scenes: dict[str, list[Actor]],
+    info: SyntheticAva,
+    formats: Sequence[str],
+    *,
+    seed: int = 0,
+) -> None:
+    """Write the annotation-tool exports of the module docstring for `scenes` (video id -> its
+    actors) into `out_dir`: the custom label map, the person-detector boxes and each of
+    `formats` ("cvat": one XML per video, "via": one project)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "labelmap.pbtxt").write_text(format_labelmap(dict(CUSTOM_CLASSES.values())))
+    if "cvat" in formats:
+        (out_dir / "cvat").mkdir(exist_ok=True)
+        for task_id, (vid, actors) in enumerate(scenes.items(), start=1):
+            _write_cvat_task(out_dir / "cvat" / f"{vid}.xml", task_id, vid, actors, info)
+    if "via" in formats:
+        (out_dir / "via").mkdir(exist_ok=True)
+        project = _via_project(scenes, info)
+        (out_dir / "via" / "project.json").write_text(json.dumps(project, indent=1) + "\n")
+    # Its own stream: the dataset's files stay the same with or without exports.
+    rng = np.random.default_rng([seed, 1])
+    rows: list[list[str]] = []
+    for vid, actors in scenes.items():
+        for sec in range(info.seconds):
+            for actor in actors:
+                box = _jitter_box(rng, actor.box(sec * FPS, info.width, info.height), 0.01)
+                rows.append([vid, f"{sec:04d}", *_fmt_box(box), "", f"{rng.uniform(0.92, 1):.6f}"])
+            if rng.random() < 0.3:
+                bw, bh = rng.uniform(0.1, 0.25), rng.uniform(0.15, 0.3)
+                x1, y1 = rng.uniform(0, 1 - bw), rng.uniform(0, 1 - bh)
+                box = (x1, y1, x1 + bw, y1 + bh)
+                rows.append(
+                    [vid, f"{sec:04d}", *_fmt_box(box), "", f"{rng.uniform(0.05, 0.6):.6f}"]
+                )
+    _write_csv(out_dir / "person_boxes.csv", rows)
+
+
+def _custom_names(actor: Actor) -> list[str]:
+    return [CUSTOM_CLASSES[a][1] for a in actor.labels]
+
+
+def _pixel_box(actor: Actor, frame: int, info: SyntheticAva) -> tuple[float, ...]:
+    x1, y1, x2, y2 = actor.box(frame, info.width, info.height)
+    return (x1 * info.width, y1 * info.height, x2 * info.width, y2 * info.height)
+
+
+def _write_cvat_task(
+    path: Path, task_id: int, video_id: str, actors: list[Actor], info: SyntheticAva
+) -> None:
+    """One CVAT task's "for video 1.1" export: a person track per actor, a box on every frame
+    (pixels of the 30 fps file, (xtl, ytl) the top-left corner) with every custom class as a
+    checkbox attribute."""
+    num_frames = info.seconds * FPS
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = "1.1"
+    meta = ET.SubElement(root, "meta")
+    task = ET.SubElement(meta, "task")
+    for key, value in (
+        ("id", str(task_id)),
+        ("name", video_id),
+        ("size", str(num_frames)),
+        ("mode", "interpolation"),
+        ("overlap", "0"),
+        ("bugtracker", ""),
+        ("flipped", "False"),
+        ("start_frame", "0"),
+        ("stop_frame", str(num_frames - 1)),
+        ("frame_filter", ""),
+    ):
+        ET.SubElement(task, key).text = value
+    label = ET.SubElement(ET.SubElement(task, "labels"), "label")
+    ET.SubElement(label, "name").text = CVAT_PERSON_LABEL
+    attributes = ET.SubElement(label, "attributes")
+    for _, name in CUSTOM_CLASSES.values():
+        attribute = ET.SubElement(attributes, "attribute")
+        for key, value in (
+            ("name", name),
+            ("mutable", "False"),
+            ("input_type", "checkbox"),
+            ("default_value", "false"),
+            ("values", "false"),
+        ):
+            ET.SubElement(attribute, key).text = value
+    size = ET.SubElement(task, "original_size")
+    ET.SubElement(size, "width").text = str(info.width)
+    ET.SubElement(size, "height").text = str(info.height)
+    ET.SubElement(meta, "source").text = f"{video_id}.mp4"
+    for actor in actors:
+        doing = set(_custom_names(actor))
+        track = ET.SubElement(
+            root,
+            "track",
+            {"id": str(actor.person_id), "label": CVAT_PERSON_LABEL, "source": "manual"},
+        )
+        for frame in range(num_frames):
+            xtl, ytl, xbr, ybr = _pixel_box(actor, frame, info)
+            box = ET.SubElement(
+                track,
+                "box",
+                {
+                    "frame": str(frame),
+                    "keyframe": str(int(frame % FPS == 0)),
+                    "outside": "0",
+                    "occluded": "0",
+                    "xtl": f"{xtl:.2f}",
+                    "ytl": f"{ytl:.2f}",
+                    "xbr": f"{xbr:.2f}",
+                    "ybr": f"{ybr:.2f}",
+                    "z_order": "0",
+                },
+            )
+            for _, name in CUSTOM_CLASSES.values():
+                flag = ET.SubElement(box, "attribute", {"name": name})
+                flag.text = "true" if name in doing else "false"
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _via_project(scenes: dict[str, list[Actor]], info: SyntheticAva) -> dict:
+    """A VIA 3 project (``data_format_version`` 3.1.1) of all `scenes`: file type 4 (video),
+    a rectangle ``[2, x, y, w, h]`` (pixels, top-left corner) per actor at every whole second
+    ``z = [t]``, attribute "person_id" (text) and "action" (checkbox; the value is the chosen
+    option ids, comma-separated)."""
+    option_of = {name: str(k) for k, (_, name) in enumerate(CUSTOM_CLASSES.values())}
+    files, views, metadata = {}, {}, {}
+    for fid, (vid, actors) in enumerate(scenes.items(), start=1):
+        files[str(fid)] = {"fid": str(fid), "fname": f"{vid}.mp4", "type": 4, "loc": 1, "src": ""}
+        views[str(fid)] = {"fid_list": [str(fid)]}
+        for sec in range(info.seconds):
+            for actor in actors:
+                x1, y1, x2, y2 = (round(v, 3) for v in _pixel_box(actor, sec * FPS, info))
+                chosen = sorted(option_of[n] for n in _custom_names(actor))
+                metadata[f"{fid}_{sec}s_p{actor.person_id}"] = {
+                    "vid": str(fid),
+                    "flg": 0,
+                    "z": [float(sec)],
+                    "xy": [2, x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)],
+                    "av": {"1": str(actor.person_id), "2": ",".join(chosen)},
+                }
+    return {
+        "project": {
+            "pid": "__VIA_PROJECT_ID__",
+            "rev": "__VIA_PROJECT_REV_ID__",
+            "rev_timestamp": "__VIA_PROJECT_REV_TIMESTAMP__",
+            "pname": "synthetic actions",
+            "creator": "VGG Image Annotator (http://www.robots.ox.ac.uk/~vgg/software/via)",
+            "created": 0,
+            "data_format_version": "3.1.1",
+            "vid_list": list(views),
+        },
+        "config": {"file": {"loc_prefix": {"1": "", "2": "", "3": "", "4": ""}}, "ui": {}},
+        "attribute": {
+            "1": {
+                "aname": "person_id",
+                "anchor_id": "FILE1_Z1_XY1",
+                "type": 1,
+                "desc": "the person's id within the video",
+                "options": {},
+                "default_option_id": "",
+            },
+            "2": {
+                "aname": "action",
+                "anchor_id": "FILE1_Z1_XY1",
+                "type": 2,
+                "desc": "what the person does",
+                "options": {oid: name for name, oid in option_of.items()},
+                "default_option_id": "",
+            },
+        },
+        "file": files,
+        "view": views,
+        "metadata": metadata,
+    }
 
 
 # --- Crossing people: known identities that cross and occlude, for tracking. -----------------

@@ -29,6 +29,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from detection.ava.dataset_files import (
+    GroundTruthBox,
+    write_groundtruth,
+    write_labelmap,
+    write_person_boxes,
+)
+
 from .common import ImportAnnotationError, VideoInfo
 from .keyframes import KeyframeBox
 
@@ -40,48 +47,16 @@ EXCLUDED = "ava_{split}_excluded_timestamps_v2.2.csv"
 SPLITS = ("train", "val")
 
 
-def format_labelmap(names: dict[int, str]) -> str:
-    """A label map in the ``item { name: "..." id: N }`` dialect, ids in increasing order.
-
-    (Belongs in `detection.ava.labelmap` beside the reader; kept here until it moves.)"""
-    lines = []
-    for action_id in sorted(names):
-        quoted = names[action_id].replace("\\", "\\\\").replace('"', '\\"')
-        lines += ["item {", f'  name: "{quoted}"', f"  id: {action_id}", "}"]
-    return "\n".join(lines) + "\n"
-
-
-def format_groundtruth(boxes: Sequence[KeyframeBox], action_ids: dict[str, int]) -> str:
-    """AVA ground-truth rows ``video,second,x1,y1,x2,y2,action_id,person_id``: one row per
-    (box, action), a box without actions on one row with an empty action; seconds zero-padded
-    to 4 digits and coordinates with 3 decimals as in AVA's files; an unknown person id is left
-    empty. (Belongs in `detection.ava.csv_io` beside `write_detections`.)"""
-    lines: list[str] = []
-    for b in _sorted(boxes):
-        prefix = f"{b.video_id},{b.second:04d}," + ",".join(f"{c:.3f}" for c in b.box)
-        person = "" if b.person_id is None else str(b.person_id)
-        ids = [str(i) for i in sorted(action_ids[a] for a in b.actions)] or [""]
-        lines.extend(f"{prefix},{a},{person}\n" for a in ids)
-    return "".join(lines)
-
-
-def format_proposals(boxes: Sequence[KeyframeBox]) -> str:
-    """Each distinct keyframe box once, as a person-box file row with score 1:
-    ``video,second,x1,y1,x2,y2,,1.0``."""
-    seen, lines = set(), []
-    for b in _sorted(boxes):
-        row = f"{b.video_id},{b.second:04d}," + ",".join(f"{c:.3f}" for c in b.box)
-        if row not in seen:
-            seen.add(row)
-            lines.append(f"{row},,1.0\n")
-    return "".join(lines)
-
-
-def _sorted(boxes: Sequence[KeyframeBox]) -> list[KeyframeBox]:
-    return sorted(
-        boxes,
-        key=lambda b: (b.video_id, b.second, b.person_id is None, b.person_id or 0, b.box),
-    )
+def _groundtruth_boxes(
+    boxes: Sequence[KeyframeBox], action_ids: dict[str, int]
+) -> list[GroundTruthBox]:
+    """The keyframe boxes with their action names mapped to ids."""
+    return [
+        GroundTruthBox(
+            b.video_id, b.second, b.box, tuple(action_ids[a] for a in b.actions), b.person_id
+        )
+        for b in boxes
+    ]
 
 
 def write_dataset(
@@ -129,11 +104,14 @@ def _write_tree(
     video_dir = root / "videos"
     annotations.mkdir()
     video_dir.mkdir()
-    by_split = {s: [b for b in boxes if splits[b.video_id] == s] for s in SPLITS}
-    (annotations / TRAIN_GT).write_text(format_groundtruth(by_split["train"], action_ids))
-    (annotations / VAL_GT).write_text(format_groundtruth(by_split["val"], action_ids))
-    (annotations / VAL_BOXES).write_text(format_proposals(by_split["val"]))
-    (annotations / LABEL_MAP).write_text(format_labelmap(labelmap))
+    by_split = {
+        s: _groundtruth_boxes([b for b in boxes if splits[b.video_id] == s], action_ids)
+        for s in SPLITS
+    }
+    write_groundtruth(annotations / TRAIN_GT, by_split["train"])
+    write_groundtruth(annotations / VAL_GT, by_split["val"])
+    write_person_boxes(annotations / VAL_BOXES, by_split["val"])
+    write_labelmap(annotations / LABEL_MAP, labelmap)
     for split in SPLITS:
         (annotations / EXCLUDED.format(split=split)).write_text("")
     rows = ["video_id,split,file,fps,width,height,duration_s"]
