@@ -1,7 +1,9 @@
+import importlib.util
 import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -366,6 +368,59 @@ def test_eval_ava_cli_help_says_what_it_reads_and_writes(project_root):
     assert "Reads:" in completed.stdout and "Writes:" in completed.stdout
 
 
+@pytest.mark.parametrize(
+    ("output", "input_name"),
+    [
+        ("--output-json", "--detections"),
+        ("--table-csv", "--groundtruth"),
+        ("--plot", "--labelmap"),
+        ("--output-json", "--exclusions"),
+    ],
+)
+def test_eval_ava_cli_refuses_an_output_that_is_an_input(
+    tmp_path, project_root, output, input_name
+):
+    labelmap = tmp_path / "labelmap.pbtxt"
+    labelmap.write_text('item {\n  name: "stand"\n  id: 12\n}\n')
+    gt = gt_csv(tmp_path, [("v", 902, FULL, 12, 0)])
+    det = det_csv(tmp_path, [("v", 902, FULL, 12, 0.9)])
+    excluded = tmp_path / "excluded.csv"
+    excluded.write_text("v,0903\n")
+    inputs = {"--labelmap": labelmap, "--groundtruth": gt, "--detections": det}
+    inputs["--exclusions"] = excluded
+    # The output names the input through another spelling: a/../b is b.
+    target = inputs[input_name]
+    spelled = target.parent / "sub" / ".." / target.name
+    (target.parent / "sub").mkdir()
+    before = {name: path.read_bytes() for name, path in inputs.items()}
+    command = [sys.executable, str(project_root / "tools/eval_ava.py")]
+    for name, path in inputs.items():
+        command += [name, str(path)]
+    completed = subprocess.run(
+        [*command, output, str(spelled)], capture_output=True, text=True, cwd=project_root
+    )
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert output in lines[0] and input_name in lines[0]
+    assert {name: path.read_bytes() for name, path in inputs.items()} == before
+    assert "mAP" not in completed.stdout
+
+
+def test_eval_ava_cli_help_imports_neither_pandas_nor_matplotlib(project_root):
+    """--help is instant: the heavy libraries are imported where they are used."""
+    code = (
+        "import sys; sys.argv = ['eval_ava', '--help']\n"
+        "from detection.apps.eval_ava import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=project_root
+    )
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_detections_read_in_pieces_give_the_same_result(tmp_path, monkeypatch):
     """A detections path is read piece by piece; pieces must share one video table."""
     reference = reference_frame_map
@@ -467,3 +522,53 @@ def test_matches_the_official_reference_with_inverted_and_out_of_range_boxes(
     for action_id, ap in ref_per_class.items():
         assert ours_by_id[action_id] == pytest.approx(ap, abs=1e-12), action_id
     assert ours.mAP == pytest.approx(ref_map, abs=1e-12)
+
+
+def _official_runner():
+    """benchmarks/official_ava_runner.py as a module (it is a script, not in the package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location(
+        "official_ava_runner", path / "official_ava_runner.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_official_evaluator_itself_gives_the_same_per_class_ap(tmp_path, project_root, ties):
+    """ActivityNet's get_ava_performance.py, run unchanged, on a small generated set: every
+    per-class AP identical (difference 0), with unique scores and with scores rounded to 2
+    decimals (many ties, ranked by numpy's unstable sort in both)."""
+    runner = _official_runner()
+    if not runner.DEFAULT_OFFICIAL.is_file():
+        pytest.skip(f"the official evaluator is not at {runner.DEFAULT_OFFICIAL}")
+    gt, det, _ = reference_frame_map.generate_ava_like(
+        tmp_path, num_videos=4, frames_per_video=30, classes_per_box=30, seed=5
+    )
+    if ties:
+        rows = [line.rsplit(",", 1) for line in det.read_text().splitlines()]
+        det.write_text("".join(f"{head},{float(score):.2f}\n" for head, score in rows))
+    labelmap = reference_frame_map.FULL_LABELMAP
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(project_root / "benchmarks" / "official_ava_runner.py"),
+            str(runner.DEFAULT_OFFICIAL),
+            "-l",
+            str(labelmap),
+            "-g",
+            str(gt),
+            "-d",
+            str(det),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    official = runner.official_per_class(completed.stdout)
+    # This official version (no -e) skips detections on frames absent from the ground truth;
+    # with every class in the label map, those are the frames without ground truth boxes.
+    ours = evaluate(labelmap, gt, det, frames_without_groundtruth="ignore").per_class
+    assert ours.keys() == official.keys()
+    assert {name: ours[name] - official[name] for name in ours} == dict.fromkeys(ours, 0.0)

@@ -19,6 +19,7 @@ from detection.evaluation.report import (
     to_markdown,
     write_table_csv,
 )
+from detection.utils.paths import check_outputs
 
 GROUP_LABELMAP = packaged_labelmap_path(ALL_CLASSES)
 
@@ -40,7 +41,8 @@ video_id,timestamp,x1,y1,x2,y2,action_id,score), optionally excluded timestamps 
 video_id,timestamp) and a label map with label_type groups (--group-labelmap).
 Prints: mAP, the per-class table (markdown, highest AP first) and mAP per label group.
 Writes: --output-json {{"protocol": str, "mAP": float, "per_class": {{name: AP}}}}, --table-csv
-the per-class table, --plot a PNG bar chart of per-class AP.
+the per-class table, --plot a PNG bar chart of per-class AP. An output that is one of the
+inputs, or another output, is refused before anything is read.
 """
 
 
@@ -94,6 +96,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    # Before anything is read: an output that names an input would destroy it.
+    check_outputs(
+        {
+            "--labelmap": args.labelmap,
+            "--groundtruth": args.groundtruth,
+            "--detections": args.detections,
+            "--exclusions": args.exclusions,
+            "--group-labelmap": args.group_labelmap,
+        },
+        {"--output-json": args.output_json, "--table-csv": args.table_csv, "--plot": args.plot},
+    )
     result = evaluate(
         args.labelmap,
         args.groundtruth,

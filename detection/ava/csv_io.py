@@ -56,13 +56,15 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from detection.errors import UserError, shorten
 from detection.utils.atomic import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Kind = Literal["groundtruth", "detections", "boxes"]
 BoxCheck = Literal["strict", "official"]
@@ -125,6 +127,8 @@ def _read_checked(path: str | Path, kind: Kind, box_check: BoxCheck) -> pd.DataF
         raise ValueError(f"kind must be one of {sorted(_COLUMN_COUNTS)}, got {kind!r}")
     if box_check not in _BOX_CHECKS:
         raise ValueError(f"box_check must be one of {list(_BOX_CHECKS)}, got {box_check!r}")
+    import pandas as pd  # here, not at the top: importing this module (a tool's --help) is quick
+
     path = Path(path)
     last = _LAST_COLUMN[kind]
     names = ["video_id", *_NUMERIC_COLUMNS, last]
@@ -179,6 +183,8 @@ def _parse(source: io.BytesIO | Path, names: list[str], *, integers: bool) -> pd
     """pandas' C parser with our column names plus `_EXTRA`, which catches rows with one field
     too many (more make pandas raise). Only "" counts as missing, so a video id such as "NA"
     stays a string."""
+    import pandas as pd
+
     with warnings.catch_warnings():
         # pandas warns when it casts "inf" towards an int64 column; that row is reported by
         # the checks, as one error naming its line.
@@ -188,6 +194,8 @@ def _parse(source: io.BytesIO | Path, names: list[str], *, integers: bool) -> pd
 
 def _parse_pieces(path: Path, names: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """`_parse` (integer columns as integers) in pieces of `chunk_rows` rows."""
+    import pandas as pd
+
     with pd.read_csv(path, chunksize=chunk_rows, **_parser_options(names, True)) as reader:
         while True:
             # As in `_parse`, only around pandas: the caller's own warnings stay on between
@@ -230,6 +238,8 @@ def iter_ava_csv(
     come whole, as one piece. With ``box_check="official"`` the warning comes once, after the
     last piece.
     """
+    import pandas as pd
+
     path = Path(path)
     if len(_COLUMN_COUNTS.get(kind, ())) != 1:
         yield read_ava_csv(path, kind=kind, box_check=box_check)
@@ -567,6 +577,8 @@ def _csv_records(data: bytes, path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def _empty_frame(names: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     dtypes = {
         "video_id": str,
         "timestamp": np.int64,
@@ -625,6 +637,8 @@ def _first_non_numeric(
 ) -> AvaCsvError:
     """The error for the first field that is not a number (looked for once the fast parse
     failed, which does not say where)."""
+    import pandas as pd
+
     _decode(data, path)  # bytes that are not UTF-8 are named first
     try:
         text = pd.read_csv(
@@ -655,6 +669,8 @@ def _first_problem(
     frame: pd.DataFrame, kind: Kind, box_check: BoxCheck = "strict"
 ) -> tuple[int, str] | None:
     """The first (lowest) row that breaks a rule, with what is wrong, or None."""
+    import pandas as pd
+
     problems: list[tuple[int, str]] = []
 
     def check(bad: np.ndarray, message: str) -> None:

@@ -65,10 +65,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from detection.ava.constants import MAX_DETECTIONS_PER_FRAME
 from detection.ava.csv_io import (
@@ -82,6 +81,9 @@ from detection.ava.labelmap import LabelMap, read_labelmap
 from detection.errors import UserError, shorten
 from detection.structures.boxes import paired_iou
 from detection.utils.atomic import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IOU_THRESHOLD = 0.5
 
@@ -248,6 +250,9 @@ class _Inputs:
         excluded: Iterable[tuple[str, int]] | str | Path | None,
         strict: bool,
     ) -> _Inputs:
+        # pandas is imported here, not at the top, so that a tool's --help does not wait for it.
+        import pandas as pd
+
         box_check: BoxCheck = "strict" if strict else "official"
         if not isinstance(labelmap, LabelMap):
             labelmap = read_labelmap(labelmap)
@@ -298,6 +303,8 @@ def check_groundtruth(
     """Raise `EvaluationError` (naming `source`, the ground-truth file) when no ground-truth box
     of a label-map class is left after the exclusions: what `evaluate` refuses, checked without
     detections. `groundtruth` as ``read_ava_csv(kind="groundtruth")`` gives it."""
+    import pandas as pd
+
     of_classes = groundtruth[
         np.isin(groundtruth["action_id"].to_numpy(), labelmap.ids)
         & groundtruth["x1"].notna().to_numpy()
@@ -470,6 +477,8 @@ class _DetectionColumns:
         """From a frame of `read_ava_csv(kind="detections")`, or from a CSV read piece by
         piece: a frame holds a Python string per row for the video id, which on files of
         millions of rows costs more memory than everything else together."""
+        import pandas as pd
+
         pieces = (
             [detections]
             if isinstance(detections, pd.DataFrame)
@@ -511,6 +520,8 @@ def _frame_keys(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One int64 key per (video_id, timestamp), shared by the ground truth, the detections and
     the excluded frames."""
+    import pandas as pd
+
     known = pd.Index(det.videos, dtype=object)
     other = pd.Series([*gt["video_id"].astype(object), *(v for v, _ in excluded)], dtype=object)
     codes = known.get_indexer(pd.Index(other))

@@ -12,12 +12,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from detection.ava.labelmap import LabelMap
 from detection.errors import UserError, shorten
 from detection.evaluation.frame_map import FrameMapResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NO_GROUP = "(no group)"
 
@@ -99,6 +101,9 @@ def per_class_table(
     """One row per class with ground truth, sorted by AP (highest first): ``class``, ``ap``,
     then ``group`` when a label map with groups is given (matched by class name), and for a
     `FrameMapResult` ``action_id``, ``groundtruth``, ``detections``, ``true_positives``."""
+    # pandas is imported where a table is built, not at the top: a tool's --help need not wait.
+    import pandas as pd
+
     group_of = _group_of(groups) if groups is not None else None
     rows = []
     for name, ap in result.per_class.items():
@@ -127,6 +132,8 @@ def group_map(result: FrameMapResult | SavedResult, groups: LabelMap) -> dict[st
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A markdown table; AP columns with 4 decimals."""
+    import pandas as pd
+
     header = "| " + " | ".join(table.columns) + " |"
     align = (
         "|"
@@ -180,6 +187,8 @@ def compare(
     """Per-class AP of two results side by side with their difference (second - first),
     sorted by difference, largest gain first, then an ``mAP`` row. A class present in only
     one result has NaN on the other side."""
+    import pandas as pd
+
     classes = list(dict.fromkeys([*first.per_class, *second.per_class]))
     a, b = names
     table = pd.DataFrame(
