@@ -227,8 +227,14 @@ def test_sigkill_mid_epoch_then_auto_resume_equals_an_uninterrupted_run(syntheti
     subprocess.run(_train_command(data, resumed), env=_env(), check=True, capture_output=True)
     resumes = [r for r in read_log(resumed) if r["event"] == "resume"]
     assert len(resumes) == 1 and resumes[0]["start_epoch"] == 1, "epoch 1 was lost or redone"
+    assert resumes[0]["dropped"] >= 1  # the killed run's records of epoch 1
     trained = [r["epoch"] for r in read_log(resumed) if r["event"] == "epoch"]
     assert trained == [0, 1, 2]
+    steps = [(r["epoch"], r["iter"]) for r in read_log(resumed) if r["event"] == "train"]
+    reference_steps = [
+        (r["epoch"], r["iter"]) for r in read_log(reference) if r["event"] == "train"
+    ]
+    assert steps == reference_steps, "the replayed epoch's records appear twice"
 
     a = torch.load(last_checkpoint(reference), weights_only=True)
     b = torch.load(last_checkpoint(resumed), weights_only=True)

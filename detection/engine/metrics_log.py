@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from detection.utils.atomic import atomic_write
+
 from .distributed import is_main_process
 
 T = TypeVar("T")
@@ -67,6 +69,25 @@ class MetricsLogger:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def drop_records_from_epoch(output_dir: str | os.PathLike, start_epoch: int) -> int:
+    """Remove the records of epochs >= `start_epoch` from `output_dir/log.jsonl` (rank 0 only).
+
+    A run resumed at `start_epoch` replays that epoch from its start, so the killed run's
+    records of it would otherwise appear twice. The file is rewritten atomically; records
+    without an epoch (e.g. "finetune") stay. Returns how many records were dropped.
+    """
+    path = Path(output_dir) / LOG_FILE
+    if not is_main_process() or not path.exists():
+        return 0
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("epoch", -1) < start_epoch]
+    if len(kept) < len(lines):
+        with atomic_write(path) as out:
+            out.writelines(kept)
+    return len(lines) - len(kept)
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:

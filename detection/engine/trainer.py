@@ -52,7 +52,7 @@ from detection.utils.device import resolve_device
 from . import distributed as du
 from .checkpoint_io import last_checkpoint, save_checkpoint, unwrap
 from .losses import LabelError, LossFn, build_loss, global_bce_loss
-from .metrics_log import MetricsLogger, progress
+from .metrics_log import MetricsLogger, drop_records_from_epoch, progress
 from .optim import LRSchedule, build_optimizer, set_lr
 from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
 from .tester import annotation_file, check_evaluation_inputs, evaluate_model
@@ -274,7 +274,10 @@ def _load_initial_weights(
             if "scaler_state" in state and scaler.is_enabled():
                 scaler.load_state_dict(state["scaler_state"])
             start = int(state["epoch"]) + 1
-            log.record("resume", checkpoint=str(last), start_epoch=start)
+            log.close()
+            dropped = drop_records_from_epoch(cfg.OUTPUT_DIR, start)
+            log = MetricsLogger(cfg.OUTPUT_DIR, tensorboard=False)
+            log.record("resume", checkpoint=str(last), start_epoch=start, dropped=dropped)
             logger.info("resumed from %s, starting at epoch %d", last, start + 1)
             return start
         if cfg.TRAIN.CHECKPOINT_FILE_PATH:
