@@ -1,12 +1,15 @@
 """SlowFast R50 detection forward on CPU: ours vs PyTorchVideo's slowfast_r50_detection, and our
-ONNX export on ONNX Runtime and OpenVINO.
+ONNX export on ONNX Runtime and OpenVINO, in fp32 and int8.
 
 Builds PyTorchVideo's model (random weights, random BN statistics so that BN folding is not a
 no-op), saves its state dict, loads that file into our SLOWFAST_32x2_R50 through
 `detection.checkpoint.load_checkpoint` (so all hold the same weights), exports our model with
 `detection.export` (ONNX, and OpenVINO IR from it), and times one forward of the same clip and
 boxes for: PyTorchVideo, our model as built, our `optimize_for_inference` copy, ONNX Runtime and
-OpenVINO, at each thread count. Runs are interleaved and the minimum is reported, as process CPU
+OpenVINO on the fp32 export, and both on its int8 quantization (`detection.export.quantize`,
+calibrated on --calibration-clips random clips, as the weights are random too: the int8 rows'
+"max |diff|" is the quantization error of these weights, not an accuracy figure), at each
+thread count. Runs are interleaved and the minimum is reported, as process CPU
 time (robust on a shared machine) and wall time.
 
 Each row is also given as a share of this CPU's matrix-multiply peak at the same thread count,
@@ -38,7 +41,14 @@ sys.path.insert(0, str(ROOT))
 
 from detection.checkpoint import load_checkpoint  # noqa: E402
 from detection.config import load_config  # noqa: E402
-from detection.export import ExportedDetector, convert_to_openvino, export_onnx  # noqa: E402
+from detection.export import (  # noqa: E402
+    ClipShape,
+    ExportedDetector,
+    convert_to_openvino,
+    export_onnx,
+    quantize_onnx,
+    random_feeds,
+)
 from detection.models import build_model  # noqa: E402
 from detection.models.optimize import optimize_for_inference  # noqa: E402
 
@@ -105,6 +115,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="frame height and width")
     parser.add_argument("--boxes", type=int, default=4, help="person boxes in the clip")
     parser.add_argument("--gemm-size", type=int, default=2048, help="peak sgemm matrix size")
+    parser.add_argument(
+        "--calibration-clips", type=int, default=4, help="int8 calibration clips (random)"
+    )
+    parser.add_argument("--no-int8", action="store_true", help="leave out the int8 rows")
     args = parser.parse_args()
     torch.manual_seed(0)
     load_before = os.getloadavg()
@@ -126,6 +140,13 @@ def main() -> None:
     onnx_path = export_onnx(cfg, Path(tmp.name) / "model.onnx", model=ours)
     export_s = time.perf_counter() - t
     xml_path = convert_to_openvino(onnx_path, onnx_path.with_suffix(".xml"))
+    int8_path, quantize_s = None, 0.0
+    if not args.no_int8:
+        t = time.perf_counter()
+        clip = ClipShape.from_config(cfg)
+        feeds = random_feeds(clip, args.calibration_clips, seed=3)
+        int8_path = quantize_onnx(onnx_path, Path(tmp.name) / "model.int8.onnx", feeds)
+        quantize_s = time.perf_counter() - t
 
     g = torch.Generator().manual_seed(2)
     fast = torch.randn(1, 3, cfg.DATA.NUM_FRAMES, args.size, args.size, generator=g)
@@ -140,7 +161,7 @@ def main() -> None:
         f"SlowFast R50 detection, 1 clip: slow {tuple(slow.shape)}, fast {tuple(fast.shape)}, "
         f"{args.boxes} boxes; min of {args.repeats} interleaved runs; weights loaded from "
         f"PyTorchVideo ({report.format}, {len(report.loaded)} tensors); ONNX export "
-        f"{export_s:.0f} s wall"
+        f"{export_s:.0f} s wall, int8 quantization {quantize_s:.0f} s"
     )
     print(
         f"model: {model_gflop:.1f} GFLOP (fvcore count x 2); peak: {n}x{n} float32 matmul "
@@ -162,8 +183,12 @@ def main() -> None:
             "ours optimized": lambda: optimized([slow, fast], boxes),
             "onnxruntime": lambda run=ort: run([slow, fast], boxes),
             "openvino": lambda run=ov: run([slow, fast], boxes),
-            "peak sgemm": lambda: torch.mm(a, b),
         }
+        if int8_path is not None:
+            for engine in ("onnxruntime", "openvino"):
+                int8 = ExportedDetector(int8_path, engine, num_threads=threads)
+                runs[f"{engine} int8"] = lambda run=int8: run([slow, fast], boxes)
+        runs["peak sgemm"] = lambda: torch.mm(a, b)
         with torch.inference_mode():
             outputs = {name: run() for name, run in runs.items() if name != "peak sgemm"}
             cpu, wall = timed_runs(runs, args.repeats)
@@ -187,7 +212,9 @@ def main() -> None:
     print(
         f"load average after {os.getloadavg()[0]:.1f}. GFLOP/s and % peak from wall time, "
         "% peak cpu from process CPU time (per CPU second, all threads). onnxruntime and "
-        "openvino run our ONNX export (fp32; BN folded by the exporter)."
+        "openvino run our ONNX export (fp32; BN folded by the exporter); the int8 rows its "
+        "QDQ quantization (convolutions int8, head fp32), whose % peak is against the fp32 "
+        "peak."
     )
     tmp.cleanup()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import randomize_batchnorm
+from export_helpers import random_inputs, save_weights
 
 from detection.config import load_config
 from detection.models import build_model
@@ -43,55 +43,13 @@ def _changed(cfg, section: str, key: str, value):
     return changed
 
 
-def _save_weights(cfg, path: Path) -> Path:
-    """Random weights with random BN affines, BN statistics of real activations, and logits of
-    std 2 (as a trained model's spread): the scores then cover (0, 1) instead of sitting at 0, 1
-    or 0.5, where the sigmoid would hide any error of the export."""
-    torch.manual_seed(0)
-    model = randomize_batchnorm(build_model(cfg))
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.reset_running_stats()
-            module.momentum = None  # running statistics = those of the 8 clips below
-    clips, boxes = _inputs(cfg, 8, [0, 3, 7, 7], seed=100)
-    with torch.no_grad():
-        model.train()
-        model(clips, boxes)
-        model.eval()
-        features = model.head.pool(model.features(clips), boxes)
-        weight = model.head.projection.weight
-        weight.normal_()
-        weight.mul_(2 / (features @ weight.T).std())
-        model.head.projection.bias.zero_()
-    torch.save({"model_state": model.state_dict()}, path)
-    return path
-
-
-def _inputs(cfg, batch: int, batch_index: list[int], seed: int, height=None, width=None):
-    """Random normalized clips and random boxes inside the frame, for `cfg`'s clip size unless
-    `height` and `width` are given."""
-    from detection.export import ClipShape
-
-    g = torch.Generator().manual_seed(seed)
-    clip = ClipShape.from_config(cfg, height, width)
-    fast = torch.randn(batch, 3, clip.num_frames, clip.height, clip.width, generator=g)
-    clips = [fast] if clip.alpha is None else [fast[:, :, :: clip.alpha].contiguous(), fast]
-    k = len(batch_index)
-    corners = torch.rand(k, 2, 2, generator=g).sort(dim=1).values
-    corners = corners * torch.tensor([clip.width - 1, clip.height - 1])
-    boxes = torch.cat(
-        [torch.tensor(batch_index, dtype=torch.float32)[:, None], corners.flatten(1)], dim=1
-    )
-    return clips, boxes
-
-
 def _exported(tmp_path: Path, name: str, *opts: str):
     """(cfg, the PyTorch model, {backend: ExportedDetector}) for config `name` + `opts`."""
     from detection.checkpoint import load_checkpoint
     from detection.export import load_runtime
 
     cfg = _config(name, *opts)
-    weights = _save_weights(cfg, tmp_path / "weights.pyth")
+    weights = save_weights(cfg, tmp_path / "weights.pyth")
     model = build_model(cfg)
     load_checkpoint(weights, model)
     runtimes = {
@@ -104,7 +62,7 @@ def _exported(tmp_path: Path, name: str, *opts: str):
 def _max_differences(cfg, model, runtimes, height=None, width=None) -> dict[str, float]:
     worst = dict.fromkeys(runtimes, 0.0)
     for seed, (batch, batch_index) in enumerate(CASES):
-        clips, boxes = _inputs(cfg, batch, batch_index, seed, height, width)
+        clips, boxes = random_inputs(cfg, batch, batch_index, seed, height, width)
         with torch.no_grad():
             expected = model(clips, boxes)
         for backend, runtime in runtimes.items():
@@ -209,7 +167,7 @@ def test_cached_detector_runs_the_cached_file_of_the_clip_size_it_is_given(slow_
     cache = runtimes["onnxruntime"].path.parent
     files = {p: p.stat() for p in cache.iterdir()}
     detector = CachedDetector(cfg, cache.parent / "weights.pyth", cache_dir=cache, num_threads=2)
-    clips, boxes = _inputs(cfg, 2, [1, 0, 1], seed=5)
+    clips, boxes = random_inputs(cfg, 2, [1, 0, 1], seed=5)
     assert torch.equal(detector(clips, boxes), runtimes["onnxruntime"](clips, boxes))
     assert {p: p.stat() for p in cache.iterdir()} == files
 
@@ -262,7 +220,7 @@ def test_runtime_rejects_inputs_of_another_clip_size_and_answers_no_boxes(slow_t
     from detection.export import ExportedInputError
 
     cfg, _, runtimes = slow_tiny
-    clips, boxes = _inputs(cfg, 1, [0], seed=0)
+    clips, boxes = random_inputs(cfg, 1, [0], seed=0)
     for runtime in runtimes.values():
         with pytest.raises(ExportedInputError, match=r"exported for slow \[B, 3, 4, 64, 64\]"):
             runtime([clips[0][..., :32]], boxes)
@@ -329,7 +287,7 @@ def test_export_tool_writes_onnx_and_openvino_ir_that_match_pytorch(tmp_path, ca
     from detection.export import ExportedDetector
 
     cfg = _config("test/SLOW_TINY.yaml", "MODEL.NUM_CLASSES", "5")
-    weights = _save_weights(cfg, tmp_path / "w.pyth")
+    weights = save_weights(cfg, tmp_path / "w.pyth")
     output = tmp_path / "out" / "slow.onnx"
     argv = ["--config", str(ROOT / "configs/test/SLOW_TINY.yaml"), "MODEL.NUM_CLASSES", "5"]
     assert main([*argv, "--weights", str(weights), "--output", str(output), "--openvino"]) == 0

@@ -37,6 +37,21 @@ _C.MODEL.FOCAL_GAMMA = 2.0
 # Path to action-model weights used by test and demo
 # ("" = untrained / use TEST.CHECKPOINT_FILE_PATH).
 _C.MODEL.WEIGHTS = ""
+# What runs the action model in tools/test_net.py, the demo and the streaming engine:
+# "torch" (PyTorch; on CPU its optimize_for_inference copy), or the ONNX export of the weights
+# (detection/export) on "onnxruntime" or "openvino", or the int8 quantization of that export
+# on "onnxruntime_int8" or "openvino_int8" (calibrated on 8 clips of the training split of
+# DATA.PATH_TO_DATA_DIR; scores move by the quantization error). The exported runtimes run on
+# CPU and need the export extra; the file is exported on first use and cached (MODEL.EXPORT_DIR).
+# torch stays the default: at 2 threads none of the fp32 runtimes won clearly
+# (benchmarks/model_forward.py).
+_C.MODEL.RUNTIME = "torch"
+# Folder of the export cache ("" = beside the weights file): one file per config, weights file
+# and clip size, named by a hash of the three, reused while they are unchanged.
+_C.MODEL.EXPORT_DIR = ""
+# An exported file to run as is instead of exporting the weights (.onnx, or OpenVINO .xml; it
+# fixes the clip size it was exported for): "" = export into the cache.
+_C.MODEL.EXPORT_FILE = ""
 
 # ---------------------------------------------------------------------------------------------
 # ResNet-3D backbone

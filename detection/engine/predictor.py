@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -39,6 +40,20 @@ from detection.utils.device import resolve_device
 
 PersonBoxes = PersonDetections | np.ndarray
 """Persons of one clip: detections with scores, or pixel boxes [N, 4] alone (scored 1.0)."""
+
+
+class ExportedModel(Protocol):
+    """An exported-model runtime of `detection.export`: called like the PyTorch model, runs on
+    the CPU, knows its number of classes."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def __call__(self, inputs: Sequence[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor: ...
+
+
+ActionModel = nn.Module | ExportedModel
+"""The action network, `model(pathways, boxes [K, 5]) -> scores [K, C]`."""
 
 
 class PredictorError(UserError, ValueError):
@@ -171,11 +186,18 @@ def _check_labelmap(labelmap: LabelMap, num_classes: int, source: str, classes: 
         )
 
 
-def load_action_model(cfg: CfgNode, device: torch.device) -> nn.Module:
-    """`build_model(cfg)` with the MODEL.WEIGHTS checkpoint (random weights when empty), in eval
-    mode on `device`. On CPU it is the `optimize_for_inference` copy (BN folded, channels-last
-    matrix products): the same scores up to float rounding, in about 0.7x the time
-    (benchmarks/model_forward.py)."""
+def load_action_model(cfg: CfgNode, device: torch.device) -> ActionModel:
+    """The action model of MODEL.RUNTIME. "torch": `build_model(cfg)` with the MODEL.WEIGHTS
+    checkpoint (random weights when empty), in eval mode on `device`; on CPU the
+    `optimize_for_inference` copy (BN folded, channels-last matrix products): the same scores
+    up to float rounding, in about 0.7x the time (benchmarks/model_forward.py). Otherwise the
+    exported runtime of `detection.export.runtime_from_config` (CPU only: `device` must be the
+    CPU), with torch's intra-op thread count."""
+    if cfg.MODEL.RUNTIME != "torch":
+        from detection.export import runtime_from_config
+
+        _check_runtime_device(cfg, device)
+        return runtime_from_config(cfg, cfg.MODEL.WEIGHTS or None, torch.get_num_threads())
     model: nn.Module = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         load_checkpoint(cfg.MODEL.WEIGHTS, model)
@@ -185,7 +207,29 @@ def load_action_model(cfg: CfgNode, device: torch.device) -> nn.Module:
     return model
 
 
-def _num_classes_of(model: nn.Module) -> int:
+def runtime_device(cfg: CfgNode) -> torch.device:
+    """Where the action model of `cfg` runs: `resolve_device(cfg.DEVICE)` for MODEL.RUNTIME
+    torch; the CPU for the exported runtimes (DEVICE "cuda" with one is a `PredictorError`).
+    An unknown MODEL.RUNTIME is a `RuntimeConfigError`."""
+    from detection.export.runtime import check_runtime
+
+    if check_runtime(cfg.MODEL.RUNTIME) == "torch":
+        return resolve_device(cfg.DEVICE)
+    _check_runtime_device(cfg, torch.device("cuda" if cfg.DEVICE == "cuda" else "cpu"))
+    return torch.device("cpu")
+
+
+def _check_runtime_device(cfg: CfgNode, device: torch.device) -> None:
+    if device.type != "cpu":
+        raise PredictorError(
+            f"MODEL.RUNTIME {cfg.MODEL.RUNTIME} runs on the CPU, but DEVICE is {cfg.DEVICE!r}: "
+            "use MODEL.RUNTIME torch on a GPU, or DEVICE cpu"
+        )
+
+
+def _num_classes_of(model: ActionModel) -> int:
+    if not isinstance(model, nn.Module):
+        return model.num_classes
     projection = getattr(getattr(model, "head", None), "projection", None)
     if not isinstance(projection, nn.Linear):
         raise TypeError(
@@ -194,7 +238,9 @@ def _num_classes_of(model: nn.Module) -> int:
     return projection.out_features
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def _device_of(model: ActionModel) -> torch.device:
+    if not isinstance(model, nn.Module):
+        return torch.device("cpu")
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
@@ -204,7 +250,8 @@ class ActionPredictor:
 
     Args:
         model: the action network, called as ``model(pathways, boxes [K, 5])`` -> [K, C]
-            scores (the `detection.models` contract); put in eval mode here.
+            scores (the `detection.models` contract); a module is put in eval mode here, an
+            exported runtime (`detection.export`) runs on the CPU.
         detector: finds persons on keyframes; None when every call gives the boxes.
         labelmap: names of the action ids (the apps draw and print them); every id must be
             at most C.
@@ -217,7 +264,7 @@ class ActionPredictor:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: ActionModel,
         detector: PersonDetector | None,
         labelmap: LabelMap,
         *,
@@ -228,7 +275,7 @@ class ActionPredictor:
         untrained: bool = False,
     ) -> None:
         self.device = _device_of(model) if device is None else torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if isinstance(model, nn.Module) else model
         self.detector = detector
         self.num_classes = _num_classes_of(model) if num_classes is None else num_classes
         _check_labelmap(labelmap, self.num_classes, "the label map", f"{self.num_classes} classes")
@@ -241,11 +288,13 @@ class ActionPredictor:
     def from_config(cls, cfg: CfgNode) -> ActionPredictor:
         """Everything from one config: DEVICE (`resolve_device`: "cuda" without a GPU is an
         error), DEMO.LABEL_FILE_PATH (the packaged 80-class map when empty), the model of
-        MODEL.* with MODEL.WEIGHTS (random when empty: `untrained`), the detector of
-        DEMO.DETECTOR and the clip format of DATA.*/AVA.*."""
+        MODEL.* with MODEL.WEIGHTS (random when empty: `untrained`) run by MODEL.RUNTIME
+        (`load_action_model`; the exported runtimes on the CPU, the person detector still on
+        DEVICE), the detector of DEMO.DETECTOR and the clip format of DATA.*/AVA.*."""
         device = resolve_device(cfg.DEVICE)
+        model_device = runtime_device(cfg)
         labelmap = read_labelmap_for(cfg.DEMO.LABEL_FILE_PATH, cfg.MODEL.NUM_CLASSES)
-        model = load_action_model(cfg, device)
+        model = load_action_model(cfg, model_device)
         detector = build_detector_from_cfg(cfg, device=str(device))
         return cls(
             model,
@@ -253,9 +302,9 @@ class ActionPredictor:
             labelmap,
             clip_format=ClipFormat.from_config(cfg),
             num_classes=cfg.MODEL.NUM_CLASSES,
-            device=device,
-            weights=cfg.MODEL.WEIGHTS or None,
-            untrained=not cfg.MODEL.WEIGHTS,
+            device=model_device,
+            weights=cfg.MODEL.WEIGHTS or cfg.MODEL.EXPORT_FILE or None,
+            untrained=not (cfg.MODEL.WEIGHTS or cfg.MODEL.EXPORT_FILE),
         )
 
     def __call__(

@@ -23,6 +23,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,9 @@ from . import distributed as du
 from .checkpoint_io import last_checkpoint
 from .metrics_log import MetricsLogger, progress
 from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
+
+if TYPE_CHECKING:
+    from .predictor import ActionModel
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +114,15 @@ class Predictions:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module,
+    model: ActionModel,
     loader: torch.utils.data.DataLoader,
     device: torch.device,
     dtype: torch.dtype | None = None,
 ) -> Predictions:
-    """Scores (the model's eval-mode output, sigmoid probabilities) for this rank's share."""
-    model.eval()
+    """Scores (the model's eval-mode output, sigmoid probabilities) for this rank's share.
+    `model` is a module (put in eval mode) or an exported runtime (`detection.export`)."""
+    if isinstance(model, nn.Module):
+        model.eval()
     channels_last = use_channels_last(device, dtype)
     video_ids: list[str] = []
     timestamps: list[int] = []
@@ -199,7 +205,7 @@ def annotation_file(cfg: CfgNode, name: str) -> Path:
 
 def evaluate_model(
     cfg: CfgNode,
-    model: nn.Module,
+    model: ActionModel,
     loader: torch.utils.data.DataLoader,
     device: torch.device,
     log: MetricsLogger | None = None,
@@ -293,7 +299,10 @@ def remove_stale_temporaries(
 
 
 def weights_to_test(cfg: CfgNode) -> str:
-    """TEST.CHECKPOINT_FILE_PATH, else MODEL.WEIGHTS, else the newest checkpoint in OUTPUT_DIR."""
+    """MODEL.EXPORT_FILE when an exported runtime runs it (MODEL.RUNTIME not "torch"), else
+    TEST.CHECKPOINT_FILE_PATH, else MODEL.WEIGHTS, else the newest checkpoint in OUTPUT_DIR."""
+    if cfg.MODEL.RUNTIME != "torch" and cfg.MODEL.EXPORT_FILE:
+        return cfg.MODEL.EXPORT_FILE
     for key in ("TEST.CHECKPOINT_FILE_PATH", "MODEL.WEIGHTS"):
         section, name = key.split(".")
         if cfg[section][name]:
@@ -310,20 +319,23 @@ def weights_to_test(cfg: CfgNode) -> str:
 def evaluate_checkpoint(cfg: CfgNode) -> dict:
     """Load the weights (see `weights_to_test`) and evaluate the test split; alone or under
     torchrun. Writes OUTPUT_DIR/detections.csv and OUTPUT_DIR/metrics.json; returns what
-    `evaluate_model` returns."""
-    from detection.checkpoint import load_checkpoint
+    `evaluate_model` returns. MODEL.RUNTIME other than "torch" scores with the export of those
+    weights (or MODEL.EXPORT_FILE) on the CPU (`detection.export.runtime_from_config`)."""
     from detection.data.dataset import build_loader
-    from detection.models import build_model
+    from detection.export.runtime import check_runtime
 
-    device = resolve_device(cfg.DEVICE, set_current=True)
+    exported = check_runtime(cfg.MODEL.RUNTIME) != "torch"
+    if exported and cfg.DEVICE == "cuda":
+        raise EvaluationInputError(
+            f"MODEL.RUNTIME {cfg.MODEL.RUNTIME} runs on the CPU, but DEVICE is 'cuda': use "
+            "MODEL.RUNTIME torch on a GPU, or DEVICE cpu"
+        )
+    device = torch.device("cpu") if exported else resolve_device(cfg.DEVICE, set_current=True)
     du.init_distributed(device)
     try:
-        model = build_model(cfg)
-        path = weights_to_test(cfg)
-        load_checkpoint(path, model, strict=True)
-        model = model.to(device)
-        dtype = amp_dtype(cfg, device)
-        if use_channels_last(device, dtype):
+        model, path = _load_for_test(cfg, device)
+        dtype = None if exported else amp_dtype(cfg, device)
+        if isinstance(model, nn.Module) and use_channels_last(device, dtype):
             model = model.to(memory_format=torch.channels_last_3d)
         loader = build_loader(cfg, "test", distributed=du.is_distributed(), shuffle=False)
         log = MetricsLogger(cfg.OUTPUT_DIR, tensorboard=False)
@@ -337,3 +349,18 @@ def evaluate_checkpoint(cfg: CfgNode) -> dict:
         raise
     du.shutdown_distributed()
     return result
+
+
+def _load_for_test(cfg: CfgNode, device: torch.device) -> tuple[ActionModel, str]:
+    """The model to test and where its weights come from (see `evaluate_checkpoint`)."""
+    path = weights_to_test(cfg)
+    if cfg.MODEL.RUNTIME != "torch":
+        from detection.export import runtime_from_config
+
+        return runtime_from_config(cfg, path, torch.get_num_threads()), path
+    from detection.checkpoint import load_checkpoint
+    from detection.models import build_model
+
+    model = build_model(cfg)
+    load_checkpoint(path, model, strict=True)
+    return model.to(device), path

@@ -11,6 +11,10 @@ OpenVINO). `CachedDetector(cfg, weights, backend)` takes clips of any frame size
 loader gives them (short side DATA.TEST_CROP_SIZE, long side by the video's aspect): it loads
 the cached export of each size it meets, exporting it on first use. Inputs, outputs and the
 pixel normalization: see `detection.export.onnx`.
+
+`runtime_from_config(cfg, weights)` is what test_net, the demo and the streaming engine run
+when MODEL.RUNTIME is not "torch": one of `RUNTIMES`, the "_int8" ones on the int8 quantization
+of the export (`detection.export.quantize`).
 """
 
 from __future__ import annotations
@@ -30,12 +34,38 @@ from detection.errors import UserError
 
 from .onnx import EXPORT_FORMAT_VERSION, ClipShape, export_onnx, file_sha256, require
 from .openvino import convert_to_openvino
+from .quantize import Feed, calibration_feeds, quantize_onnx
 
+# Engines that run an exported file.
 BACKENDS = ("onnxruntime", "openvino")
+# What MODEL.RUNTIME names: PyTorch itself, an engine on the fp32 export, or an engine on the
+# int8 (QDQ) quantization of it ("{engine}_int8"; offered, never the default).
+INT8_SUFFIX = "_int8"
+RUNTIMES = ("torch", *BACKENDS, *(f"{b}{INT8_SUFFIX}" for b in BACKENDS))
+# Where `cached_export` gets int8 calibration feeds for a clip size.
+Calibration = Callable[[ClipShape], Sequence[Feed]]
 
 
 class ExportedInputError(UserError, ValueError):
     """Inputs that do not fit the exported model."""
+
+
+class RuntimeConfigError(UserError, ValueError):
+    """MODEL.RUNTIME / MODEL.EXPORT_FILE name something that cannot run."""
+
+
+def check_runtime(runtime: str) -> str:
+    """`runtime` if it is one of `RUNTIMES`, else a `RuntimeConfigError` naming the key."""
+    if runtime not in RUNTIMES:
+        raise RuntimeConfigError(
+            f"MODEL.RUNTIME: expected one of {', '.join(RUNTIMES)}, got {runtime!r}"
+        )
+    return runtime
+
+
+def engine_of(runtime: str) -> str:
+    """The engine that runs `runtime`'s file: "openvino_int8" -> "openvino"."""
+    return check_runtime(runtime).removesuffix(INT8_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -154,13 +184,43 @@ def _openvino_session(path: Path, num_threads: int | None) -> _Session:
     )
 
 
-def export_key(cfg: CfgNode, weights: str | os.PathLike, clip: ClipShape) -> str:
-    """16 hex digits of SHA-256 over the export format, the config dump, the weights file's
-    bytes and the clip size: what the exported file depends on."""
+# What the exported graph depends on: the sections `build_model` reads (less the keys that
+# choose how to run it) and the clip size and pixel normalization. Paths, DEVICE, TEST, DEMO and
+# the other keys do not change it, so that another OUTPUT_DIR, or switching between ONNX Runtime
+# and OpenVINO, reuses the cached file.
+_GRAPH_SECTIONS = ("MODEL", "RESNET", "NONLOCAL", "SLOWFAST", "BN", "DETECTION")
+_NOT_GRAPH_KEYS = {"MODEL": ("RUNTIME", "EXPORT_DIR", "EXPORT_FILE", "WEIGHTS")}
+_GRAPH_KEYS = {"DATA": ("NUM_FRAMES", "TEST_CROP_SIZE", "MEAN", "STD"), "AVA": ("BGR",)}
+
+
+def graph_config_text(cfg: CfgNode, int8: bool = False) -> str:
+    """The part of `cfg` an export depends on, as text; for an int8 file also the whole DATA
+    and AVA sections (its calibration clips come from the dataset they name)."""
+    parts = []
+    for section in _GRAPH_SECTIONS:
+        node = cfg[section].clone()
+        for key in _NOT_GRAPH_KEYS.get(section, ()):
+            node.pop(key, None)
+        parts.append(f"{section}:\n{node.dump()}")
+    for section, keys in _GRAPH_KEYS.items():
+        if int8:
+            parts.append(f"{section}:\n{cfg[section].dump()}")
+        else:
+            parts += [f"{section}.{key}: {cfg[section][key]!r}" for key in keys]
+    return "\n".join(parts)
+
+
+def export_key(
+    cfg: CfgNode, weights: str | os.PathLike, clip: ClipShape, int8: bool = False
+) -> str:
+    """16 hex digits of SHA-256 over the export format, the graph's part of the config
+    (`graph_config_text`), the weights file's bytes and the clip size: what the exported file
+    depends on."""
     digest = hashlib.sha256()
-    for part in (EXPORT_FORMAT_VERSION, cfg.dump(), file_sha256(weights), repr(clip)):
+    for part in (EXPORT_FORMAT_VERSION, graph_config_text(cfg, int8), file_sha256(weights)):
         digest.update(part.encode())
         digest.update(b"\0")
+    digest.update(repr(clip).encode())
     return digest.hexdigest()[:16]
 
 
@@ -171,15 +231,20 @@ def export_cache_path(
     cache_dir: str | os.PathLike | None = None,
     clip: ClipShape | None = None,
 ) -> Path:
-    """Where `cached_export` keeps the export of `cfg` with `weights`:
-    `{cache_dir or the weights' folder}/{weights stem}.{key}.onnx` (`.xml` for OpenVINO)."""
-    if backend not in BACKENDS:
-        raise ExportedInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    """Where `cached_export` keeps the export of `cfg` with `weights` for `backend` (a
+    `RUNTIMES` name other than "torch"): `{cache_dir or the weights' folder}/{weights
+    stem}.{key}.onnx` (`.xml` for OpenVINO, `.int8.onnx` for both int8 runtimes)."""
+    if backend not in RUNTIMES[1:]:
+        raise RuntimeConfigError(f"backend must be one of {RUNTIMES[1:]}, got {backend!r}")
     weights = Path(weights)
     clip = clip or ClipShape.from_config(cfg)
     folder = Path(cache_dir) if cache_dir is not None else weights.parent
-    suffix = ".onnx" if backend == "onnxruntime" else ".xml"
-    return folder / f"{weights.stem}.{export_key(cfg, weights, clip)}{suffix}"
+    int8 = backend.endswith(INT8_SUFFIX)
+    if int8:
+        suffix = ".int8.onnx"
+    else:
+        suffix = ".onnx" if backend == "onnxruntime" else ".xml"
+    return folder / f"{weights.stem}.{export_key(cfg, weights, clip, int8)}{suffix}"
 
 
 def cached_export(
@@ -188,17 +253,24 @@ def cached_export(
     backend: str = "onnxruntime",
     cache_dir: str | os.PathLike | None = None,
     clip: ClipShape | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
     """The exported file of `cfg` with `weights` for `backend`, exported on first use (see
-    `export_cache_path`); the OpenVINO IR is converted from the cached ONNX file."""
+    `export_cache_path`); the OpenVINO IR and the int8 file are made from the cached ONNX file.
+    The int8 file is calibrated on `calibration(clip)` (default: `calibration_feeds(cfg, clip)`,
+    clips of the config's training split); the cache key does not cover the calibration data,
+    so a cached int8 file is kept when only the dataset's files change."""
     clip = clip or ClipShape.from_config(cfg)
     path = export_cache_path(cfg, weights, backend, cache_dir, clip)
     if path.is_file():
         return path
-    onnx_path = path.with_suffix(".onnx")
+    onnx_path = export_cache_path(cfg, weights, "onnxruntime", cache_dir, clip)
     if not onnx_path.is_file():
         export_onnx(cfg, onnx_path, weights=weights, height=clip.height, width=clip.width)
-    if backend == "openvino":
+    if backend.endswith(INT8_SUFFIX):
+        feeds = calibration(clip) if calibration else calibration_feeds(cfg, clip)
+        quantize_onnx(onnx_path, path, feeds)
+    elif backend == "openvino":
         convert_to_openvino(onnx_path, path)
     return path
 
@@ -210,17 +282,21 @@ def load_runtime(
     cache_dir: str | os.PathLike | None = None,
     clip: ClipShape | None = None,
     num_threads: int | None = None,
+    calibration: Calibration | None = None,
 ) -> ExportedDetector:
-    """`ExportedDetector` of `cached_export(cfg, weights, backend, cache_dir, clip)`."""
-    return ExportedDetector(
-        cached_export(cfg, weights, backend, cache_dir, clip), backend, num_threads
-    )
+    """`ExportedDetector` of `cached_export(cfg, weights, backend, cache_dir, clip,
+    calibration)`, run by the backend's engine."""
+    path = cached_export(cfg, weights, backend, cache_dir, clip, calibration)
+    return ExportedDetector(path, engine_of(backend), num_threads)
 
 
 class CachedDetector:
     """`load_runtime` for every frame size it is called with: `runtime(inputs, boxes)` like the
     PyTorch model, for clips of DATA.NUM_FRAMES frames of any H x W. The first call at a new size
-    finds the size's file in the cache or exports it (tens of seconds for R50 on a CPU)."""
+    finds the size's file in the cache or exports it (tens of seconds for R50 on a CPU).
+
+    backend: a `RUNTIMES` name other than "torch" (the int8 ones quantize on first use, with
+    `calibration` as in `cached_export`)."""
 
     def __init__(
         self,
@@ -229,12 +305,18 @@ class CachedDetector:
         backend: str = "onnxruntime",
         cache_dir: str | os.PathLike | None = None,
         num_threads: int | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ExportedInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in RUNTIMES[1:]:
+            raise RuntimeConfigError(f"backend must be one of {RUNTIMES[1:]}, got {backend!r}")
         self.cfg, self.weights, self.backend = cfg, weights, backend
         self.cache_dir, self.num_threads = cache_dir, num_threads
+        self.calibration = calibration
         self.runtimes: dict[tuple[int, int], ExportedDetector] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.cfg.MODEL.NUM_CLASSES)
 
     def __call__(self, inputs: Sequence[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
         """inputs: one clip per pathway [B, 3, T_p, H, W]; boxes [K, 5] -> scores [K, C]."""
@@ -247,6 +329,37 @@ class CachedDetector:
         if size not in self.runtimes:
             clip = ClipShape.from_config(self.cfg, *size)
             self.runtimes[size] = load_runtime(
-                self.cfg, self.weights, self.backend, self.cache_dir, clip, self.num_threads
+                self.cfg,
+                self.weights,
+                self.backend,
+                self.cache_dir,
+                clip,
+                self.num_threads,
+                self.calibration,
             )
         return self.runtimes[size](inputs, boxes)
+
+
+def runtime_from_config(
+    cfg: CfgNode, weights: str | os.PathLike | None, num_threads: int | None = None
+) -> ExportedDetector | CachedDetector:
+    """The action model that MODEL.RUNTIME names (anything but "torch"), called like the
+    PyTorch model and returning CPU scores: MODEL.EXPORT_FILE run as is when set (an .onnx, or
+    an OpenVINO .xml; its clip size is the one it was exported for), else a `CachedDetector` of
+    `weights` caching its exports in MODEL.EXPORT_DIR (beside the weights when empty)."""
+    runtime = check_runtime(cfg.MODEL.RUNTIME)
+    if runtime == "torch":
+        raise RuntimeConfigError("MODEL.RUNTIME torch runs the PyTorch model, not an export")
+    if cfg.MODEL.EXPORT_FILE:
+        path = Path(cfg.MODEL.EXPORT_FILE)
+        if path.suffix not in (".onnx", ".xml"):
+            raise RuntimeConfigError(
+                f"MODEL.EXPORT_FILE: expected an .onnx or OpenVINO .xml file, got {path}"
+            )
+        return ExportedDetector(path, engine_of(runtime), num_threads)
+    if weights is None:
+        raise RuntimeConfigError(
+            f"MODEL.RUNTIME {runtime} runs an export of the model's weights: set MODEL.WEIGHTS "
+            "(or TEST.CHECKPOINT_FILE_PATH for testing), or MODEL.EXPORT_FILE"
+        )
+    return CachedDetector(cfg, weights, runtime, cfg.MODEL.EXPORT_DIR or None, num_threads)
