@@ -20,6 +20,13 @@ _CHOICES = {
         "focal": "sigmoid focal loss, multi-label",
         "softmax": "cross-entropy over mutually exclusive classes, one action per box",
     },
+    "MODEL.RUNTIME": {
+        "torch": "PyTorch",
+        "onnxruntime": "the ONNX export on ONNX Runtime (CPU)",
+        "openvino": "the ONNX export on OpenVINO (CPU)",
+        "onnxruntime_int8": "its int8 quantization on ONNX Runtime (CPU)",
+        "openvino_int8": "its int8 quantization on OpenVINO (CPU)",
+    },
 }
 # Eval-time head activations that fit each loss: softmax scores for a softmax-trained head,
 # sigmoid scores for the multi-label losses; "none" (raw logits) fits all of them.
