@@ -1,4 +1,6 @@
 import hashlib
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -332,24 +334,95 @@ def test_jpeg_colours_are_libjpegs_arithmetic_for_every_chroma_pair(pix_fmt, sub
     np.testing.assert_array_equal(got, _libjpeg_rgb(y.astype(np.int64), cb, cr))
 
 
+def _swscale_full_range(plane: np.ndarray, chroma: bool) -> np.ndarray:
+    """swscale's limited -> full range expansion written out (15-bit intermediate): int64."""
+    wide = plane.astype(np.int64) << 7
+    if chroma:
+        wide = (np.minimum(wide, 30775) * 4663 - 9289992) >> 12
+    else:
+        wide = (np.minimum(wide, 30189) * 19077 - 39057361) >> 14
+    return np.clip((wide + 64) >> 7, 0, 255)
+
+
+def _reference_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """What `jpeg_rgb` must give for a planar 8-bit frame, from the plain-integer references:
+    range expansion (unless full range), libjpeg's upsampling, cropping, colour conversion."""
+    full_range = frame.format.name.startswith("yuvj")
+    planes = []
+    for index, plane in enumerate(frame.planes[:3]):
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        samples = rows[:, : plane.width].astype(np.int64)
+        planes.append(samples if full_range else _swscale_full_range(samples, index > 0))
+    luma, cb, cr = planes
+    subsampling = frame.format.name.removeprefix("yuvj").removeprefix("yuv")
+    if subsampling in ("420p", "422p"):
+        vertical = subsampling == "420p"
+        cb, cr = (_libjpeg_upsample(c, vertical)[: frame.height, : frame.width] for c in (cb, cr))
+    return _libjpeg_rgb(luma, cb, cr)
+
+
 @pytest.mark.parametrize("size", [(97, 61), (2, 2), (33, 1)])
 def test_jpeg_colours_of_odd_sized_limited_range_frames(size):
     """Odd sizes crop the upsampled chroma; limited range is expanded with swscale's integers
-    first (the tables below are that arithmetic, written out)."""
+    first."""
     rng = np.random.default_rng(size[0])
     image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-    y, cb, cr = (
-        np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width]
-        for p in frame.planes
-    )
-    luma = np.clip(
-        ((np.minimum(y.astype(np.int64) << 7, 30189) * 19077 - 39057361) >> 14) + 64 >> 7, 0, 255
-    )
+    np.testing.assert_array_equal(jpeg_rgb(frame), _reference_rgb(frame))
 
-    def chroma(c):
-        wide = (np.minimum(c.astype(np.int64) << 7, 30775) * 4663 - 9289992) >> 12
-        return _libjpeg_upsample(np.clip((wide + 64) >> 7, 0, 255), True)[: size[1], : size[0]]
 
-    expected = _libjpeg_rgb(luma, chroma(cb), chroma(cr))
-    np.testing.assert_array_equal(jpeg_rgb(frame), expected)
+def test_jpeg_colours_saturate_exactly_for_every_chroma_pair_at_every_luma_level():
+    """Every (Cb, Cr) pair at luma levels from 0 to 255, those near both clipping ends among
+    them: red, green and blue each reach 0 and 255 by libjpeg's range limit, exactly."""
+    levels = [0, 1, 2, 17, 64, 128, 191, 238, 253, 254, 255]
+    cb, cr = (
+        np.tile(c.astype(np.uint8), (len(levels), 1))
+        for c in np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    )
+    y = np.repeat(np.array(levels, np.uint8), 256)[:, None].repeat(256, axis=1)
+    got = jpeg_rgb(_frame_from_planes([y, cb, cr], "yuvj444p"))
+    want = _libjpeg_rgb(y.astype(np.int64), cb, cr)
+    assert (want == 0).any(axis=(0, 1)).all() and (want == 255).any(axis=(0, 1)).all()
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "pix_fmt", ["yuv420p", "yuv422p", "yuv444p", "yuvj420p", "yuvj422p", "yuvj444p"]
+)
+def test_jpeg_colours_of_real_frames_in_every_layout_and_odd_crops(vtest, pix_fmt):
+    """Real vtest.avi frames, whole (768x576) and cropped to odd sizes taller and shorter than
+    the conversion's row blocks, equal the plain-integer reference in every chroma layout."""
+    with av.open(str(vtest)) as container:
+        images = [f.to_ndarray(format="rgb24") for f in itertools.islice(container.decode(), 3)]
+    crops = [(0, 0, 768, 576), (100, 200, 131, 67), (31, 7, 97, 61)]
+    for image, (top, left, width, height) in zip(images, crops, strict=True):
+        rgb = np.ascontiguousarray(image[top : top + height, left : left + width])
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+        np.testing.assert_array_equal(jpeg_rgb(frame), _reference_rgb(frame))
+
+
+def test_jpeg_rgb_gives_independent_images_across_sizes_formats_and_threads():
+    """Each call returns a new image: later calls (other sizes and layouts, which reuse the
+    conversion's scratch memory) leave earlier results untouched, and threads converting at
+    the same time get the same images as one thread."""
+    rng = np.random.default_rng(7)
+    frames = [
+        av.VideoFrame.from_ndarray(
+            rng.integers(0, 256, (height, width, 3), dtype=np.uint8), format="rgb24"
+        ).reformat(format=pix_fmt)
+        for (width, height), pix_fmt in [
+            ((160, 130), "yuv420p"),
+            ((75, 33), "yuvj422p"),
+            ((160, 130), "yuv444p"),
+            ((320, 200), "yuvj420p"),
+        ]
+    ]
+    expected = [_reference_rgb(frame) for frame in frames]
+    results = [jpeg_rgb(frame) for frame in frames * 2]
+    for got, want in zip(results, expected * 2, strict=True):
+        np.testing.assert_array_equal(got, want)
+    jobs = frames * 20
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(jpeg_rgb, jobs))
+    for got, want in zip(threaded, expected * 20, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -59,6 +59,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -286,60 +287,108 @@ _H2V2 = [
 ]
 
 
-def _fancy_upsample(plane: np.ndarray, vertical: bool, size: tuple[int, int]) -> np.ndarray:
+# Rows per block of the final Y'CbCr -> RGB step. Blocks reuse small temporaries (two float32,
+# two int16 and three uint8 planes: 2.5 MB for 128 rows of a 1280-wide frame) rather than
+# allocate whole-frame ones for every frame (about 16 MB at 720p), which page-fault in on every
+# frame when the allocator hands them out as freshly mapped pages (a long-running loader often
+# does): about 3x slower (benchmarks/colour_path.py). Much smaller blocks pay OpenCV's per-call
+# overhead (about 10 us) too often.
+_ROWS_PER_BLOCK = 128
+_scratch_buffers = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
+    """This thread's reusable buffer `name` (uninitialized; replaced when the shape or dtype
+    changes): `jpeg_rgb`'s temporaries, so that converting a frame writes into memory the
+    process already has, except for the returned image. One set per thread, so threads that
+    convert at the same time never share a buffer; about 5 MB for 720p frames."""
+    buffers: dict[str, np.ndarray] | None = getattr(_scratch_buffers, "buffers", None)
+    if buffers is None:
+        buffers = _scratch_buffers.buffers = {}
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = buffers[name] = np.empty(shape, dtype)
+    return buffer
+
+
+def _fancy_upsample(
+    plane: np.ndarray, vertical: bool, size: tuple[int, int], name: str
+) -> np.ndarray:
     """libjpeg's "fancy" chroma upsampling by 2 horizontally (and by 2 vertically if
     `vertical`): a triangular filter, 3/4 of the sample and 1/4 of its neighbour on the side of
     the output pixel, edges replicated, with libjpeg's rounding biases. `plane` uint8 [h, w];
-    returns uint8 [H, W] for `size` = (W, H)."""
+    returns uint8 [H, W] for `size` = (W, H), a view of this thread's scratch buffer `name`
+    (valid until the next call with that name)."""
     height, width = plane.shape
     row_kinds = _H2V2 if vertical else [_H2V1]
-    rows = [
-        # Even and odd columns interleaved: [h, w, 2] is [h, 2w] in memory.
-        cv2.merge(
-            [
-                cv2.filter2D(
-                    plane,
-                    cv2.CV_8U,
-                    taps.astype(np.float32),
-                    delta=delta,
-                    borderType=cv2.BORDER_REPLICATE,
-                )
-                for taps, delta in kind
-            ]
-        ).reshape(height, 2 * width)
-        for kind in row_kinds
-    ]
-    out = rows[0] if len(rows) == 1 else np.stack(rows, axis=1).reshape(2 * height, 2 * width)
+    out = _scratch(name, (len(row_kinds) * height, 2 * width), np.uint8)
+    # Output row r * len(row_kinds) + kind, even and odd columns interleaved: [h, kinds, w, 2].
+    pixels = out.reshape(height, len(row_kinds), width, 2)
+    for row_kind, kind in enumerate(row_kinds):
+        columns = [
+            cv2.filter2D(
+                plane,
+                cv2.CV_8U,
+                taps.astype(np.float32),
+                dst=_scratch(f"upsample_{parity}", (height, width), np.uint8),
+                delta=delta,
+                borderType=cv2.BORDER_REPLICATE,
+            )
+            for parity, (taps, delta) in enumerate(kind)
+        ]
+        cv2.merge(columns, dst=pixels[:, row_kind])
     return out[: size[1], : size[0]]
 
 
 def jpeg_rgb(frame: av.VideoFrame) -> np.ndarray:
     """The RGB image OpenCV reads from the JPEG that ffmpeg writes for `frame`, less JPEG's
-    quantization: uint8 [H, W, 3] (stored orientation). See the module's colour rule."""
+    quantization: uint8 [H, W, 3] (stored orientation), a new array. See the module's colour
+    rule. Safe to call from several threads at once (each has its own scratch buffers)."""
     name = frame.format.name
     if name not in _PLANAR_YUV:
         frame = frame.reformat(format="yuv420p", src_color_range=frame.color_range or None)
         name = "yuv420p"
     full_range = name.startswith("yuvj") or frame.color_range == 2  # AVCOL_RANGE_JPEG
     planes = []
-    for index, plane in enumerate(frame.planes[:3]):
+    for index, (plane, plane_name) in enumerate(
+        zip(frame.planes[:3], ("y", "cb", "cr"), strict=True)
+    ):
         rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
         samples: np.ndarray = rows[:, : plane.width]
-        samples = (
-            np.ascontiguousarray(samples)
-            if full_range
-            else cv2.LUT(samples, _CHROMA_TO_FULL if index else _LUMA_TO_FULL)
-        )
+        if not full_range:
+            table = _CHROMA_TO_FULL if index else _LUMA_TO_FULL
+            samples = cv2.LUT(samples, table, dst=_scratch(plane_name, samples.shape, np.uint8))
         planes.append(samples)
     luma, cb, cr = planes
-    size = (frame.width, frame.height)
+    width, height = size = (frame.width, frame.height)
     horizontal, vertical = _PLANAR_YUV[name]
     if horizontal == 2:
-        cb, cr = (_fancy_upsample(c, vertical == 2, size) for c in (cb, cr))
-    green = cv2.add(cv2.LUT(cb, _CB_G), cv2.LUT(cr, _CR_G), dtype=cv2.CV_16S)
-    # cv2.add with an 8-bit result saturates to 0..255, as libjpeg's range limit does.
-    offsets = (cv2.LUT(cr, _CR_R), green, cv2.LUT(cb, _CB_B))
-    return cv2.merge([cv2.add(luma, offset, dtype=cv2.CV_8U) for offset in offsets])
+        cb, cr = (
+            _fancy_upsample(c, vertical == 2, size, f"{n}_full")
+            for c, n in ((cb, "cb"), (cr, "cr"))
+        )
+    rgb = np.empty((height, width, 3), np.uint8)
+    block = (min(_ROWS_PER_BLOCK, height), width)
+    cb_green, cr_green = (_scratch(n, block, np.float32) for n in ("cb_green", "cr_green"))
+    green_offset, offset = (_scratch(n, block, np.int16) for n in ("green_offset", "offset"))
+    channels = [_scratch(n, block, np.uint8) for n in ("red", "green", "blue")]
+    for top in range(0, height, _ROWS_PER_BLOCK):
+        rows_here = slice(top, min(top + _ROWS_PER_BLOCK, height))
+        count = rows_here.stop - top
+        y, b, r = luma[rows_here], cb[rows_here], cr[rows_here]
+        red, green, blue = (channel[:count] for channel in channels)
+        cv2.add(
+            cv2.LUT(b, _CB_G, dst=cb_green[:count]),
+            cv2.LUT(r, _CR_G, dst=cr_green[:count]),
+            dst=green_offset[:count],
+            dtype=cv2.CV_16S,
+        )
+        # cv2.add with an 8-bit result saturates to 0..255, as libjpeg's range limit does.
+        cv2.add(y, green_offset[:count], dst=green, dtype=cv2.CV_8U)
+        cv2.add(y, cv2.LUT(r, _CR_R, dst=offset[:count]), dst=red, dtype=cv2.CV_8U)
+        cv2.add(y, cv2.LUT(b, _CB_B, dst=offset[:count]), dst=blue, dtype=cv2.CV_8U)
+        cv2.merge([red, green, blue], dst=rgb[rows_here])
+    return rgb
 
 
 class _Decoded:
