@@ -4,14 +4,18 @@
 Runs, with one loaded predictor (loading is not timed):
   * sequential: the old `run_demo` loop (every stage in turn, the span decoded twice),
   * engine, stages in turn (`EngineOptions(threads=False)`): one decode pass, no threads,
-  * engine, threads (batch 1 and --batch keyframes per action-model call).
+  * engine, stages in turn, --batch keyframes per detector and action-model call,
+  * engine, threads (batch 1 and --batch keyframes per action-model call; the detector takes the
+    keyframes already waiting, up to --batch, in one call).
 For each: wall seconds, person detector and action model seconds, wall / (detector + action
 model) (goal <= 1.05 on CPU: decode, tracking, drawing and encoding hidden behind the models) and
-frames decoded per video frame (goal 1.0), counted at the decoder. Outputs: the video, AVA CSV
-and JSON (the same files for all runs; the engine's segments and timeline are left out).
+frames decoded per video frame (goal 1.0), counted at the decoder, and keyframes per detector
+call. ``--rounds R`` repeats the rows interleaved and reports medians and per-round ratios.
+Outputs: the video, AVA CSV and JSON (the same files for all runs; the engine's segments and
+timeline are left out).
 
     .venv/bin/python benchmarks/demo_speed.py [--config CFG] [--input VIDEO] [--end S]
-        [--detector hog] [--batch 4] [--torch-threads N] [KEY VALUE ...]
+        [--detector hog] [--batch 4] [--rounds R] [--torch-threads N] [KEY VALUE ...]
 
 With ``--detector-batching K`` it measures instead whether the person detector gains from
 batching the K keyframes of one action-model batch: the input's first K keyframes (1 per
@@ -25,9 +29,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import av
 import numpy as np
@@ -38,6 +45,7 @@ from detection.data.video import VideoReader
 from detection.engine.demo import run_demo
 from detection.engine.predictor import ActionPredictor, StageTimes
 from detection.engine.stream import EngineOptions, OutputPaths, StreamEngine
+from detection.person import PersonDetections
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_STAGES = ("detect", "action_model")
@@ -79,6 +87,13 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=2, help="--detector-batching: best of this many runs"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every row this many times, interleaved (row 1, 2, 3, 4, 1, 2, ...); the table "
+        "gives the median of each figure and the batch / batch-1 ratios of every round",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.torch_threads:
@@ -90,17 +105,22 @@ def main() -> None:
     cfg = load_config(args.config, ["DEMO.DETECTOR", args.detector, *args.opts])
     predictor = ActionPredictor.from_config(cfg)
     counter = DecodeCounter()
-    rows = []
+    detector_calls = DetectorCalls(predictor)
+    rows: dict[str, list[Row]] = {}
 
     def measure(name: str, job: Callable[[Path], tuple[StageTimes, int]]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             counter.count = 0
+            detector_calls.sizes.clear()
             start = time.perf_counter()
             times, frames = job(Path(tmp))
             wall = time.perf_counter() - start
         seconds = dict(times.seconds)
         models = sum(seconds.get(s, 0.0) for s in MODEL_STAGES)
-        rows.append((name, wall, seconds, models, counter.count / frames, frames))
+        per_call = detector_calls.per_call()
+        rows.setdefault(name, []).append(
+            Row(wall, seconds, models, counter.count / frames, frames, per_call)
+        )
 
     def sequential(tmp: Path) -> tuple[StageTimes, int]:
         result = run_demo(
@@ -129,30 +149,87 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warm = OutputPaths(Path(tmp) / "o.mp4")
         StreamEngine(cfg, predictor).run(args.input, warm, end_s=1.0, show_progress=False)
-    measure("sequential (old run_demo)", sequential)
-    measure("engine, stages in turn", engine(EngineOptions(threads=False)))
-    measure("engine, threads, batch 1", engine(EngineOptions()))
-    measure(f"engine, threads, batch {args.batch}", engine(EngineOptions(batch_size=args.batch)))
+    batched = f"engine, threads, batch {args.batch}"
+    for _ in range(args.rounds):
+        measure("sequential (old run_demo)", sequential)
+        measure("engine, stages in turn", engine(EngineOptions(threads=False)))
+        measure(
+            f"engine, stages in turn, batch {args.batch}",
+            engine(EngineOptions(threads=False, batch_size=args.batch)),
+        )
+        measure("engine, threads, batch 1", engine(EngineOptions()))
+        measure(batched, engine(EngineOptions(batch_size=args.batch)))
 
+    first = next(iter(rows.values()))[0]
     print(
-        f"input {args.input} (end {args.end or 'of video'}), {rows[0][5]} frames; config "
+        f"input {args.input} (end {args.end or 'of video'}), {first.frames} frames; config "
         f"{Path(args.config).name}, detector {args.detector}; torch threads "
-        f"{torch.get_num_threads()}"
+        f"{torch.get_num_threads()}; {args.rounds} interleaved round(s), medians"
     )
     print(
         "\n| run | wall s | detect s | action model s | decode s | draw s | encode s | "
-        "wall / models | decoded / frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "wall / models | decoded / frame | keyframes / detector call |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    for name, wall, s, models, decoded, _ in rows:
+    for name, runs in rows.items():
+        wall = median(r.wall for r in runs)
+
+        def stage(key: str, runs: list[Row] = runs) -> float:
+            return median(r.seconds.get(key, 0.0) for r in runs)
+
         print(
-            f"| {name} | {wall:.2f} | {s.get('detect', 0):.2f} | {s.get('action_model', 0):.2f} "
-            f"| {s.get('decode', 0):.2f} | {s.get('draw', 0):.2f} | {s.get('encode', 0):.2f} "
-            f"| {wall / models:.2f} | {decoded:.2f} |"
+            f"| {name} | {wall:.2f} | {stage('detect'):.2f} | {stage('action_model'):.2f} "
+            f"| {stage('decode'):.2f} | {stage('draw'):.2f} | {stage('encode'):.2f} "
+            f"| {median(r.wall / r.models for r in runs):.2f} "
+            f"| {median(r.decoded for r in runs):.2f} | {median(r.per_call for r in runs):.2f} |"
         )
     print(
         "\ndecode/draw/encode of the threaded runs are summed over threads (they overlap the "
         "models); wall / models <= 1.05 is the goal."
     )
+    print(f"\n{batched} / batch 1, per round (the machine may be shared: compare ratios):")
+    for i, (one, many) in enumerate(
+        zip(rows["engine, threads, batch 1"], rows[batched], strict=True), start=1
+    ):
+        print(
+            f"  round {i}: wall {many.wall / one.wall:.2f}, detect "
+            f"{many.seconds.get('detect', 0) / one.seconds.get('detect', 1):.2f}, action model "
+            f"{many.seconds.get('action_model', 0) / one.seconds.get('action_model', 1):.2f}"
+        )
+
+
+@dataclass
+class Row:
+    """One measured run: wall s, stage s, detector + action model s, frames decoded per output
+    frame, output frames, keyframes per detector call."""
+
+    wall: float
+    seconds: dict[str, float]
+    models: float
+    decoded: float
+    frames: int
+    per_call: float
+
+
+class DetectorCalls:
+    """Counts the keyframes of every `detect_batch` call of the predictor's detector (wraps
+    the instance's method)."""
+
+    def __init__(self, predictor: ActionPredictor) -> None:
+        self.sizes: list[int] = []
+        detector = predictor.detector
+        if detector is None:
+            return
+        original = detector.detect_batch
+
+        def counting(frames_rgb: Sequence[np.ndarray], **kwargs: Any) -> list[PersonDetections]:
+            self.sizes.append(len(frames_rgb))
+            return original(frames_rgb, **kwargs)
+
+        detector.detect_batch = counting  # type: ignore[method-assign]
+
+    def per_call(self) -> float:
+        return sum(self.sizes) / len(self.sizes) if self.sizes else float("nan")
 
 
 def _best_of(repeats: int, job: Callable[[], object]) -> float:

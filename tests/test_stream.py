@@ -21,6 +21,7 @@ from detection.engine.stream import (
     StreamEngine,
     boxes_between_keyframes,
 )
+from detection.person.hog import HogPersonDetector
 
 TINY = "configs/test/SLOWFAST_TINY.yaml"
 CLIP = "data/demo/vtest_walking_6s.mp4"
@@ -173,6 +174,79 @@ def test_engine_on_the_bundled_clip_tracks_the_walkers(tmp_path, project_root):
     doc = json.loads(outputs.json.read_text())
     assert doc["untrained_action_model"] is True
     assert any(p["track_id"] for k in doc["keyframes"] for p in k["persons"])
+
+
+class _BatchRecordingHog(HogPersonDetector):
+    """HOG that records how many keyframes each `detect_batch` call is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_sizes: list[int] = []
+
+    def detect_batch(self, frames_rgb, **kwargs):
+        self.batch_sizes.append(len(frames_rgb))
+        return super().detect_batch(frames_rgb, **kwargs)
+
+
+def _persons_of(json_path):
+    """Per keyframe: time, and per person its box, person score and track id."""
+    doc = json.loads(json_path.read_text())
+    return [
+        (k["time_s"], [(p["box_xyxy_px"], p["person_score"], p["track_id"]) for p in k["persons"]])
+        for k in doc["keyframes"]
+    ]
+
+
+def _action_scores_of(json_path):
+    doc = json.loads(json_path.read_text())
+    return np.array(
+        [a["score"] for k in doc["keyframes"] for p in k["persons"] for a in p["actions"]]
+    )
+
+
+@pytest.mark.slow
+def test_batched_detection_gives_the_outputs_of_one_keyframe_at_a_time(tmp_path, project_root):
+    """With batch_size 4 the detector is called on several keyframes at once (in turn: full
+    batches; threads: the clips already waiting, at most 4) and the engine writes the same
+    persons, boxes, track ids and AVA CSV rows as with batch_size 1 (action scores up to float
+    rounding of the batched action model)."""
+    cfg = load_config(str(project_root / TINY), ["DEMO.DETECTOR", "hog"])
+    predictor = ActionPredictor.from_config(cfg)
+    detector = _BatchRecordingHog()
+    predictor.detector = detector
+    runs = {}
+    for name, options in {
+        "one": EngineOptions(batch_size=1),
+        "threads_4": EngineOptions(batch_size=4),
+        "in_turn_4": EngineOptions(batch_size=4, threads=False),
+    }.items():
+        detector.batch_sizes.clear()
+        outputs = OutputPaths.beside(tmp_path / name / "out.mp4")
+        result = StreamEngine(cfg, predictor, options).run(
+            project_root / CLIP, outputs, show_progress=False
+        )
+        runs[name] = (outputs, list(detector.batch_sizes), len(result.results))
+    keyframes = runs["one"][2]
+    assert keyframes >= 5
+    assert runs["one"][1] == [1] * keyframes
+    assert runs["in_turn_4"][1] == [4] * (keyframes // 4) + [keyframes % 4] * (keyframes % 4 > 0)
+    threaded = runs["threads_4"][1]
+    assert sum(threaded) == keyframes and max(threaded) <= 4
+
+    base, _, _ = runs["one"]
+    want_persons = _persons_of(base.json)
+    assert any(track_id for _, persons in want_persons for _, _, track_id in persons)
+    want_csv = _csv_rows(base.csv)
+    assert len(want_csv) > 0
+    for name in ("threads_4", "in_turn_4"):
+        outputs = runs[name][0]
+        assert _persons_of(outputs.json) == want_persons, name
+        np.testing.assert_allclose(
+            _action_scores_of(outputs.json), _action_scores_of(base.json), atol=1e-4, err_msg=name
+        )
+        got_csv = _csv_rows(outputs.csv)
+        assert got_csv.iloc[:, :7].equals(want_csv.iloc[:, :7]), name
+        np.testing.assert_allclose(got_csv["score"], want_csv["score"], atol=1e-4, err_msg=name)
 
 
 def test_boxes_between_keyframes_follow_detected_tracks_only():

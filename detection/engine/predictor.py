@@ -336,6 +336,20 @@ class ActionPredictor:
             raise ValueError("this predictor has no person detector: pass the person boxes")
         return self.detector.detect(keyframe, video_id=video_id, timestamp=timestamp)
 
+    def detect_batch(
+        self,
+        keyframes: Sequence[np.ndarray],
+        *,
+        video_id: str | None = None,
+        timestamps: Sequence[float | None] | None = None,
+    ) -> list[PersonDetections]:
+        """Persons on several keyframes (each uint8 RGB [H, W, 3]), one `PersonDetections` per
+        keyframe in its pixels, equal to `detect` on each; `timestamps[i]` belongs to
+        `keyframes[i]`. The batched backends run one forward pass per keyframe size."""
+        if self.detector is None:
+            raise ValueError("this predictor has no person detector: pass the person boxes")
+        return self.detector.detect_batch(keyframes, video_id=video_id, timestamps=timestamps)
+
     @torch.inference_mode()
     def predict_batch(
         self,

@@ -13,8 +13,9 @@ Stages and what connects them::
   frames of the next keyframe's clip window (keyframe - half clip .. keyframe + half clip);
   a clip is cut (uint8 RGB [T, H, W, 3]) as soon as its last frame arrives, and the frames of
   the span go on to be drawn.
-* Detect + track: the person detector on the clip's middle frame, then
-  `PersonTracker.update` (tracks need keyframes in time order, so one thread).
+* Detect + track: the person detector on the middle frames of the clips waiting (up to
+  `batch_size`, one `detect_batch` call; it never waits for more), then `PersonTracker.update`
+  clip by clip (tracks need keyframes in time order, so one thread).
 * Action model: `ActionPredictor.predict_batch` on up to `batch_size` keyframes, with the
   detected boxes; then `ActionSegmenter.update` with each person's track id.
 * Draw + encode: boxes between keyframes follow the tracks (`interpolate_track_boxes` between
@@ -75,7 +76,8 @@ _END = object()
 class EngineOptions:
     """How the engine runs.
 
-    batch_size: keyframes per action-model call (live mode takes what is waiting, up to this).
+    batch_size: keyframes per action-model call (live mode takes what is waiting, up to this),
+        and at most per person-detector call (offline; it takes the clips already waiting).
     threads: False runs every stage in turn in the calling thread (same results; for measuring
         what the threads gain). live: drop keyframes the models cannot keep up with (set for
         live sources). max_seconds: stop a live source after this many seconds of video.
@@ -615,20 +617,24 @@ class _Run:
 
     # -- models -----------------------------------------------------------------------------
 
-    def _detect_track(self, clip: _Clip) -> _Detected:
-        keyframe = clip.frames[len(clip.frames) // 2]
+    def _detect_track(self, clips: list[_Clip]) -> list[_Detected]:
+        """Persons on the clips' keyframes in one detector call, then tracked clip by clip in
+        order (the tracker sees the keyframes as it would one at a time)."""
         with self.times.measure("detect"):
-            detections = self.predictor.detect(
-                keyframe,
+            found = self.predictor.detect_batch(
+                [clip.frames[len(clip.frames) // 2] for clip in clips],
                 video_id=self.source.stem,
-                timestamp=round(clip.time_s) + self.ava_second_offset,
+                timestamps=[round(clip.time_s) + self.ava_second_offset for clip in clips],
             )
-        with self.times.measure("track"), self.tracker_lock:
-            tracked = self.tracker.update(detections, clip.time_s)
-        track_ids = np.full(len(detections), -1, np.int64)
-        rows = np.asarray(tracked.detection_index)
-        track_ids[rows[rows >= 0]] = np.asarray(tracked.track_ids)[rows >= 0]
-        return _Detected(clip, detections, tracked, track_ids)
+        detected = []
+        for clip, detections in zip(clips, found, strict=True):
+            with self.times.measure("track"), self.tracker_lock:
+                tracked = self.tracker.update(detections, clip.time_s)
+            track_ids = np.full(len(detections), -1, np.int64)
+            rows = np.asarray(tracked.detection_index)
+            track_ids[rows[rows >= 0]] = np.asarray(tracked.track_ids)[rows >= 0]
+            detected.append(_Detected(clip, detections, tracked, track_ids))
+        return detected
 
     def _score(self, batch: list[_Detected]) -> list[KeyframeResult]:
         predictions = self.predictor.predict_batch(
@@ -745,20 +751,25 @@ class _Run:
                 writer.close()
 
     def _execute_in_turn(self, bar: tqdm) -> None:
-        batch: list[_Detected] = []
+        clips: list[_Clip] = []
+        detected: list[_Detected] = []
         waiting: deque[tuple[np.ndarray, float]] = deque()
         size = self.engine.options.batch_size
 
         def flush(final: bool) -> None:
-            if batch and (final or len(batch) >= size):
-                self._publish(self._score(batch))
-                batch.clear()
+            # Live, each clip is tracked as it comes: the drawing predicts from the tracks.
+            if clips and (self.live or final or len(clips) >= size):
+                detected.extend(self._detect_track(clips))
+                clips.clear()
+            if detected and (final or len(detected) >= size):
+                self._publish(self._score(detected))
+                detected.clear()
             while waiting and (self.live or final or self._ready(waiting[0][1])):
                 self._render(*waiting.popleft(), bar)
 
         for kind, item in self._events():
             if kind == "clip":
-                batch.append(self._detect_track(item))
+                clips.append(item)
             else:
                 waiting.append(item)
             flush(final=False)
@@ -778,7 +789,8 @@ class _Run:
     def _execute_threads(self, bar: tqdm) -> None:
         stages = self.stages
         frames_q: queue.Queue = queue.Queue(self._frame_queue_size())
-        clips_q: queue.Queue = queue.Queue(2)
+        # Room for a whole batch: the detector takes the clips waiting here, up to batch_size.
+        clips_q: queue.Queue = queue.Queue(max(2, self.engine.options.batch_size))
         detected_q: queue.Queue = queue.Queue(self.engine.options.batch_size + 1)
 
         def decode() -> None:
@@ -796,11 +808,27 @@ class _Run:
                 stages.put(clips_q, _END)
 
         def detect() -> None:
-            while True:
+            size = self.engine.options.batch_size
+            ended = False
+            while not ended:
                 clip = self.latest_clip.get(stages) if self.live else stages.get(clips_q)
                 if not isinstance(clip, _Clip):
                     break
-                stages.put(detected_q, self._detect_track(clip))
+                clips = [clip]
+                # Only clips already waiting join the batch: waiting for more would delay the
+                # first. Live hand-over holds one clip (a newer one replaces it), so live
+                # batches are of one.
+                while not self.live and len(clips) < size:
+                    try:
+                        item = clips_q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(item, _Clip):
+                        ended = True
+                        break
+                    clips.append(item)
+                for detected in self._detect_track(clips):
+                    stages.put(detected_q, detected)
             stages.put(detected_q, _END)
 
         def score() -> None:

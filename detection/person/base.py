@@ -9,6 +9,7 @@ Frame contract: every backend takes one frame as a uint8 RGB array [H, W, 3] (th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,3 +83,41 @@ class PersonDetector(ABC):
         `video_id` and `timestamp` (seconds) are needed only by backends that look boxes up
         (csv); image backends ignore them.
         """
+
+    def detect_batch(
+        self,
+        frames_rgb: Sequence[np.ndarray],
+        *,
+        video_id: str | None = None,
+        timestamps: Sequence[float | None] | None = None,
+    ) -> list[PersonDetections]:
+        """Persons on several frames (each uint8 RGB [H_i, W_i, 3], sizes may differ), one
+        `PersonDetections` per frame in its own pixels, equal to one `detect` call per frame.
+        `timestamps[i]` belongs to `frames_rgb[i]`. This default calls `detect` per frame;
+        backends whose network takes a list of images override it with one forward pass."""
+        timestamps = frame_timestamps(frames_rgb, timestamps)
+        return [
+            self.detect(frame, video_id=video_id, timestamp=t)
+            for frame, t in zip(frames_rgb, timestamps, strict=True)
+        ]
+
+
+def frame_timestamps(
+    frames_rgb: Sequence[np.ndarray], timestamps: Sequence[float | None] | None
+) -> list[float | None]:
+    """`timestamps` as a list of one entry per frame (all None when not given)."""
+    if timestamps is None:
+        return [None] * len(frames_rgb)
+    if len(timestamps) != len(frames_rgb):
+        raise ValueError(f"{len(frames_rgb)} frames but {len(timestamps)} timestamps")
+    return list(timestamps)
+
+
+def same_size_groups(frames_rgb: Sequence[np.ndarray]) -> list[list[int]]:
+    """Indices of the frames grouped by [H, W] (each frame checked as by `check_frame`), in
+    order of first appearance. Batched networks pad a batch to its largest image, so frames of
+    one size per forward pass keep the results equal to one frame per pass."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, frame in enumerate(frames_rgb):
+        groups.setdefault(check_frame(frame), []).append(index)
+    return list(groups.values())

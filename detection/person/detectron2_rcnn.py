@@ -17,6 +17,7 @@ INPUT.MAX_SIZE_TEST)``, and boxes scaled back to the frame by the model's postpr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,8 @@ from detection.person.base import (
     PersonDetections,
     PersonDetector,
     PersonDetectorError,
-    check_frame,
     make_detections,
+    same_size_groups,
 )
 
 DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
@@ -192,17 +193,39 @@ class Detectron2PersonDetector(PersonDetector):
         video_id: str | None = None,
         timestamp: float | None = None,
     ) -> PersonDetections:
-        height, width = check_frame(frame_rgb)
+        return self.detect_batch([frame_rgb])[0]
+
+    @torch.inference_mode()
+    def detect_batch(
+        self,
+        frames_rgb: Sequence[np.ndarray],
+        *,
+        video_id: str | None = None,
+        timestamps: Sequence[float | None] | None = None,
+    ) -> list[PersonDetections]:
+        """One forward pass over a list of input dicts per frame size (see `same_size_groups`);
+        `video_id` and `timestamps` are not used."""
+        results: list[PersonDetections | None] = [None] * len(frames_rgb)
+        for members in same_size_groups(frames_rgb):
+            inputs = [self._input_of(frames_rgb[i]) for i in members]
+            for i, output in zip(members, self.model(inputs), strict=True):
+                height, width = frames_rgb[i].shape[:2]
+                instances = output["instances"].to("cpu")
+                person = instances.pred_classes == self.person_class
+                results[i] = make_detections(
+                    instances.pred_boxes.tensor[person].numpy(),
+                    instances.scores[person].numpy(),
+                    height,
+                    width,
+                    self.score_thresh,
+                )
+        return [r for r in results if r is not None]
+
+    def _input_of(self, frame_rgb: np.ndarray) -> dict[str, torch.Tensor | int]:
+        """The model's input dict of one frame: resized, in the config's channel order, float32
+        [3, H', W'], with the frame's size for the postprocessing back to its pixels."""
+        height, width = frame_rgb.shape[:2]
         image = frame_rgb[:, :, ::-1] if self.cfg.INPUT.FORMAT == "BGR" else frame_rgb
         image = self._resize.get_transform(image).apply_image(image)
         tensor = torch.as_tensor(image.astype(np.float32).transpose(2, 0, 1))
-        (output,) = self.model([{"image": tensor, "height": height, "width": width}])
-        instances = output["instances"].to("cpu")
-        person = instances.pred_classes == self.person_class
-        return make_detections(
-            instances.pred_boxes.tensor[person].numpy(),
-            instances.scores[person].numpy(),
-            height,
-            width,
-            self.score_thresh,
-        )
+        return {"image": tensor, "height": height, "width": width}

@@ -6,6 +6,7 @@ The network is built without weights and the state dict is read with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ from detection.person.base import (
     PersonDetections,
     PersonDetector,
     PersonDetectorError,
-    check_frame,
     make_detections,
+    same_size_groups,
 )
 
 # COCO "person" in torchvision's 91-class label space (0 is background).
@@ -128,14 +129,32 @@ class TorchvisionPersonDetector(PersonDetector):
         video_id: str | None = None,
         timestamp: float | None = None,
     ) -> PersonDetections:
-        height, width = check_frame(frame_rgb)
-        image = torch.from_numpy(frame_rgb).to(self.device).permute(2, 0, 1).float().div_(255)
-        (out,) = self.model([image])
-        person = out["labels"] == _PERSON_LABEL
-        return make_detections(
-            out["boxes"][person].cpu().numpy(),
-            out["scores"][person].cpu().numpy(),
-            height,
-            width,
-            self.score_thresh,
-        )
+        return self.detect_batch([frame_rgb])[0]
+
+    @torch.inference_mode()
+    def detect_batch(
+        self,
+        frames_rgb: Sequence[np.ndarray],
+        *,
+        video_id: str | None = None,
+        timestamps: Sequence[float | None] | None = None,
+    ) -> list[PersonDetections]:
+        """One forward pass over a list of images per frame size (see `same_size_groups`);
+        `video_id` and `timestamps` are not used."""
+        results: list[PersonDetections | None] = [None] * len(frames_rgb)
+        for members in same_size_groups(frames_rgb):
+            images = [
+                torch.from_numpy(frames_rgb[i]).to(self.device).permute(2, 0, 1).float().div_(255)
+                for i in members
+            ]
+            for i, out in zip(members, self.model(images), strict=True):
+                height, width = frames_rgb[i].shape[:2]
+                person = out["labels"] == _PERSON_LABEL
+                results[i] = make_detections(
+                    out["boxes"][person].cpu().numpy(),
+                    out["scores"][person].cpu().numpy(),
+                    height,
+                    width,
+                    self.score_thresh,
+                )
+        return [r for r in results if r is not None]
