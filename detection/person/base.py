@@ -102,6 +102,48 @@ class PersonDetector(ABC):
         ]
 
 
+class BatchedPersonDetector(PersonDetector):
+    """A detector whose network takes a list of images: `detect_batch` runs one forward pass per
+    frame size (`same_size_groups`) and `detect` is a batch of one, so both give the same boxes.
+
+    Subclasses set `score_thresh` and implement `_detect_same_size`; `video_id` and timestamps
+    are not used.
+    """
+
+    score_thresh: float
+
+    def detect(
+        self,
+        frame_rgb: np.ndarray,
+        *,
+        video_id: str | None = None,
+        timestamp: float | None = None,
+    ) -> PersonDetections:
+        return self.detect_batch([frame_rgb])[0]
+
+    def detect_batch(
+        self,
+        frames_rgb: Sequence[np.ndarray],
+        *,
+        video_id: str | None = None,
+        timestamps: Sequence[float | None] | None = None,
+    ) -> list[PersonDetections]:
+        results: dict[int, PersonDetections] = {}
+        for members in same_size_groups(frames_rgb):
+            frames = [frames_rgb[i] for i in members]
+            height, width = frames[0].shape[:2]
+            for i, (boxes, scores) in zip(members, self._detect_same_size(frames), strict=True):
+                results[i] = make_detections(boxes, scores, height, width, self.score_thresh)
+        return [results[i] for i in range(len(frames_rgb))]
+
+    @abstractmethod
+    def _detect_same_size(
+        self, frames_rgb: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(person boxes [N, 4] in the frame's pixels, scores [N]) of each frame, all frames of
+        one [H, W], in one forward pass; `make_detections` clips, thresholds and sorts them."""
+
+
 def frame_timestamps(
     frames_rgb: Sequence[np.ndarray], timestamps: Sequence[float | None] | None
 ) -> list[float | None]:

@@ -17,20 +17,13 @@ INPUT.MAX_SIZE_TEST)``, and boxes scaled back to the frame by the model's postpr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from detection.checkpoint import CheckpointError, read_checkpoint
-from detection.person.base import (
-    PersonDetections,
-    PersonDetector,
-    PersonDetectorError,
-    make_detections,
-    same_size_groups,
-)
+from detection.person.base import BatchedPersonDetector, PersonDetectorError
 
 DEFAULT_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 _MODEL_ZOO_URL = "https://dl.fbaipublicfiles.com/detectron2/"
@@ -131,7 +124,7 @@ def _check_keys(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
         )
 
 
-class Detectron2PersonDetector(PersonDetector):
+class Detectron2PersonDetector(BatchedPersonDetector):
     """A detectron2 detector keeping the COCO "person" class.
 
     Args:
@@ -186,40 +179,17 @@ class Detectron2PersonDetector(PersonDetector):
         )
 
     @torch.inference_mode()
-    def detect(
-        self,
-        frame_rgb: np.ndarray,
-        *,
-        video_id: str | None = None,
-        timestamp: float | None = None,
-    ) -> PersonDetections:
-        return self.detect_batch([frame_rgb])[0]
-
-    @torch.inference_mode()
-    def detect_batch(
-        self,
-        frames_rgb: Sequence[np.ndarray],
-        *,
-        video_id: str | None = None,
-        timestamps: Sequence[float | None] | None = None,
-    ) -> list[PersonDetections]:
-        """One forward pass over a list of input dicts per frame size (see `same_size_groups`);
-        `video_id` and `timestamps` are not used."""
-        results: list[PersonDetections | None] = [None] * len(frames_rgb)
-        for members in same_size_groups(frames_rgb):
-            inputs = [self._input_of(frames_rgb[i]) for i in members]
-            for i, output in zip(members, self.model(inputs), strict=True):
-                height, width = frames_rgb[i].shape[:2]
-                instances = output["instances"].to("cpu")
-                person = instances.pred_classes == self.person_class
-                results[i] = make_detections(
-                    instances.pred_boxes.tensor[person].numpy(),
-                    instances.scores[person].numpy(),
-                    height,
-                    width,
-                    self.score_thresh,
-                )
-        return [r for r in results if r is not None]
+    def _detect_same_size(
+        self, frames_rgb: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        found = []
+        for output in self.model([self._input_of(frame) for frame in frames_rgb]):
+            instances = output["instances"].to("cpu")
+            person = instances.pred_classes == self.person_class
+            found.append(
+                (instances.pred_boxes.tensor[person].numpy(), instances.scores[person].numpy())
+            )
+        return found
 
     def _input_of(self, frame_rgb: np.ndarray) -> dict[str, torch.Tensor | int]:
         """The model's input dict of one frame: resized, in the config's channel order, float32

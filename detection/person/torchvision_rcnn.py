@@ -6,7 +6,6 @@ The network is built without weights and the state dict is read with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,7 @@ from torchvision.models.detection import (
     fasterrcnn_resnet50_fpn_v2,
 )
 
-from detection.person.base import (
-    PersonDetections,
-    PersonDetector,
-    PersonDetectorError,
-    make_detections,
-    same_size_groups,
-)
+from detection.person.base import BatchedPersonDetector, PersonDetectorError
 
 # COCO "person" in torchvision's 91-class label space (0 is background).
 _PERSON_LABEL = 1
@@ -78,7 +71,7 @@ def load_torchvision_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-class TorchvisionPersonDetector(PersonDetector):
+class TorchvisionPersonDetector(BatchedPersonDetector):
     """COCO Faster R-CNN person detector (label 1) from torchvision.
 
     Args:
@@ -122,39 +115,15 @@ class TorchvisionPersonDetector(PersonDetector):
         self.model = model.eval().to(self.device)
 
     @torch.inference_mode()
-    def detect(
-        self,
-        frame_rgb: np.ndarray,
-        *,
-        video_id: str | None = None,
-        timestamp: float | None = None,
-    ) -> PersonDetections:
-        return self.detect_batch([frame_rgb])[0]
-
-    @torch.inference_mode()
-    def detect_batch(
-        self,
-        frames_rgb: Sequence[np.ndarray],
-        *,
-        video_id: str | None = None,
-        timestamps: Sequence[float | None] | None = None,
-    ) -> list[PersonDetections]:
-        """One forward pass over a list of images per frame size (see `same_size_groups`);
-        `video_id` and `timestamps` are not used."""
-        results: list[PersonDetections | None] = [None] * len(frames_rgb)
-        for members in same_size_groups(frames_rgb):
-            images = [
-                torch.from_numpy(frames_rgb[i]).to(self.device).permute(2, 0, 1).float().div_(255)
-                for i in members
-            ]
-            for i, out in zip(members, self.model(images), strict=True):
-                height, width = frames_rgb[i].shape[:2]
-                person = out["labels"] == _PERSON_LABEL
-                results[i] = make_detections(
-                    out["boxes"][person].cpu().numpy(),
-                    out["scores"][person].cpu().numpy(),
-                    height,
-                    width,
-                    self.score_thresh,
-                )
-        return [r for r in results if r is not None]
+    def _detect_same_size(
+        self, frames_rgb: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        images = [
+            torch.from_numpy(frame).to(self.device).permute(2, 0, 1).float().div_(255)
+            for frame in frames_rgb
+        ]
+        found = []
+        for out in self.model(images):
+            person = out["labels"] == _PERSON_LABEL
+            found.append((out["boxes"][person].cpu().numpy(), out["scores"][person].cpu().numpy()))
+        return found
