@@ -1,12 +1,24 @@
-"""Helpers shared by the export and runtime tests (imported from the tests folder): weights whose
-scores spread over (0, 1), and random clips with boxes inside the frame."""
+"""Helpers shared by the export and runtime tests (imported from the tests folder): the skip mark
+for a missing export extra, weights whose scores spread over (0, 1), and random clips with boxes
+inside the frame."""
 
+import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 from model_helpers import randomize_batchnorm
 
 from detection.models import build_model
+
+_MISSING = [
+    m
+    for m in ("onnx", "onnxscript", "onnxruntime", "openvino")
+    if importlib.util.find_spec(m) is None
+]
+needs_export = pytest.mark.skipif(
+    bool(_MISSING), reason=f"export needs {', '.join(_MISSING)} (the export extra)"
+)
 
 
 def save_weights(cfg, path: Path) -> Path:

@@ -5,24 +5,16 @@ Each export takes ~15 s (Slow-only) to ~30 s (SlowFast) of CPU in PyTorch's expo
 fast tier exports the tiny Slow-only config twice (as shipped, and with aligned RoIAlign, which
 is also the cache's "changed config"); SlowFast and the published configs are marked slow."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
-from export_helpers import random_inputs, save_weights
+from export_helpers import needs_export, random_inputs, save_weights
 
 from detection.config import load_config
 from detection.models import build_model
 
-_MISSING = [
-    m
-    for m in ("onnx", "onnxscript", "onnxruntime", "openvino")
-    if importlib.util.find_spec(m) is None
-]
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING), reason=f"export needs {', '.join(_MISSING)} (the export extra)"
-)
+pytestmark = needs_export
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4

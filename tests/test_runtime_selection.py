@@ -9,7 +9,6 @@ predictor share one cache: the generated videos (160x120) and the bundled walkin
 are both 4:3, so both become 85x64 clips and use the same exported file.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -18,22 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from export_helpers import save_weights
+from export_helpers import needs_export, save_weights
 
 from detection.config import load_config
 from detection.data.video import VideoReader
 from detection.engine.predictor import ActionPredictor, PredictorError
 from detection.engine.tester import DETECTIONS_FILE, evaluate_checkpoint
 from detection.export import ClipShape, RuntimeConfigError, export_cache_path
-
-_MISSING = [
-    m
-    for m in ("onnx", "onnxscript", "onnxruntime", "openvino")
-    if importlib.util.find_spec(m) is None
-]
-needs_export = pytest.mark.skipif(
-    bool(_MISSING), reason=f"export needs {', '.join(_MISSING)} (the export extra)"
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/synthetic/SLOW_TINY.yaml"
