@@ -14,19 +14,23 @@ BASE_KEY = "_BASE_"
 
 # Keys whose values are a closed set here, with what each implemented value means: any other
 # value is refused at load time rather than silently ignored (PySlowFast accepts more losses).
+RUNTIME_CHOICES = {
+    "torch": "PyTorch",
+    "onnxruntime": "the ONNX export on ONNX Runtime (CPU)",
+    "openvino": "the ONNX export on OpenVINO (CPU)",
+    "onnxruntime_int8": "its int8 quantization on ONNX Runtime (CPU)",
+    "openvino_int8": "its int8 quantization on OpenVINO (CPU)",
+}
+"""What MODEL.RUNTIME may name (`detection.export.runtime` runs them): PyTorch itself, an
+engine on the fp32 export, or an engine on its int8 quantization ("{engine}_int8")."""
+
 _CHOICES = {
     "MODEL.LOSS_FUNC": {
         "bce": "sigmoid binary cross-entropy, what AVA's multi-label actions use",
         "focal": "sigmoid focal loss, multi-label",
         "softmax": "cross-entropy over mutually exclusive classes, one action per box",
     },
-    "MODEL.RUNTIME": {
-        "torch": "PyTorch",
-        "onnxruntime": "the ONNX export on ONNX Runtime (CPU)",
-        "openvino": "the ONNX export on OpenVINO (CPU)",
-        "onnxruntime_int8": "its int8 quantization on ONNX Runtime (CPU)",
-        "openvino_int8": "its int8 quantization on OpenVINO (CPU)",
-    },
+    "MODEL.RUNTIME": RUNTIME_CHOICES,
 }
 # Eval-time head activations that fit each loss: softmax scores for a softmax-trained head,
 # sigmoid scores for the multi-label losses; "none" (raw logits) fits all of them.

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from detection.config.config import RUNTIME_CHOICES
 from detection.errors import UserError
 
 from .onnx import EXPORT_FORMAT_VERSION, ClipShape, export_onnx, file_sha256, require
@@ -38,10 +39,10 @@ from .quantize import Feed, calibration_feeds, quantize_onnx
 
 # Engines that run an exported file.
 BACKENDS = ("onnxruntime", "openvino")
-# What MODEL.RUNTIME names: PyTorch itself, an engine on the fp32 export, or an engine on the
-# int8 (QDQ) quantization of it ("{engine}_int8"; offered, never the default).
+# What MODEL.RUNTIME names, listed once with the config's check of the key: PyTorch itself, an
+# engine on the fp32 export, or an engine on its int8 (QDQ) quantization ("{engine}_int8").
 INT8_SUFFIX = "_int8"
-RUNTIMES = ("torch", *BACKENDS, *(f"{b}{INT8_SUFFIX}" for b in BACKENDS))
+RUNTIMES = tuple(RUNTIME_CHOICES)
 # Where `cached_export` gets int8 calibration feeds for a clip size.
 Calibration = Callable[[ClipShape], Sequence[Feed]]
 
