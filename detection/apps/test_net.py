@@ -93,12 +93,10 @@ def _test(cfg: CfgNode) -> dict:
     # The engine (torch) is imported once the config has been read and checked, so that --help
     # and a bad config answer at once.
     from detection.engine import evaluate_checkpoint
-    from detection.engine.tester import check_evaluation_inputs
 
     check_run_paths(cfg, training=False)
-    # The label map, ground truth and exclusions are read and checked here, before the model is
-    # built and log.jsonl written (the tester checks them again before scoring).
-    check_evaluation_inputs(cfg)
+    # evaluate_checkpoint reads and checks the label map, ground truth and exclusions before
+    # it builds the model or writes log.jsonl.
     return evaluate_checkpoint(cfg)
 
 

@@ -211,6 +211,7 @@ def evaluate_model(
     log: MetricsLogger | None = None,
     epoch: int | None = None,
     dtype: torch.dtype | None = None,
+    inputs: EvaluationInputs | None = None,
 ) -> dict:
     """Score the test split on every rank, then on rank 0 write the CSV and the metrics.
 
@@ -218,10 +219,11 @@ def evaluate_model(
     protocols "official" and "pyslowfast" (the layout of metrics.json). Rank 0 also logs an
     "eval" record with both and the TensorBoard scalars eval/mAP_official and
     eval/mAP_pyslowfast. The evaluation inputs are checked first, on every rank (so that all
-    ranks stop together), before any inference; see the module docstring for how the two files
-    are written.
+    ranks stop together), before any inference, unless the caller passes the `inputs` it has
+    just checked; see the module docstring for how the two files are written.
     """
-    inputs = check_evaluation_inputs(cfg)
+    if inputs is None:
+        inputs = check_evaluation_inputs(cfg)
     out = Path(cfg.OUTPUT_DIR)
     if du.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
@@ -320,7 +322,10 @@ def evaluate_checkpoint(cfg: CfgNode) -> dict:
     """Load the weights (see `weights_to_test`) and evaluate the test split; alone or under
     torchrun. Writes OUTPUT_DIR/detections.csv and OUTPUT_DIR/metrics.json; returns what
     `evaluate_model` returns. MODEL.RUNTIME other than "torch" scores with the export of those
-    weights (or MODEL.EXPORT_FILE) on the CPU (`detection.export.runtime_from_config`)."""
+    weights (or MODEL.EXPORT_FILE) on the CPU (`detection.export.runtime_from_config`).
+
+    The label map, ground truth and exclusions are read and checked first, before the model is
+    built or anything is written."""
     from detection.data.dataset import build_loader
     from detection.export.runtime import check_runtime
 
@@ -330,6 +335,7 @@ def evaluate_checkpoint(cfg: CfgNode) -> dict:
             f"MODEL.RUNTIME {cfg.MODEL.RUNTIME} runs on the CPU, but DEVICE is 'cuda': use "
             "MODEL.RUNTIME torch on a GPU, or DEVICE cpu"
         )
+    inputs = check_evaluation_inputs(cfg)
     device = torch.device("cpu") if exported else resolve_device(cfg.DEVICE, set_current=True)
     du.init_distributed(device)
     try:
@@ -341,7 +347,7 @@ def evaluate_checkpoint(cfg: CfgNode) -> dict:
         log = MetricsLogger(cfg.OUTPUT_DIR, tensorboard=False)
         try:
             log.record("test", checkpoint=path)
-            result = evaluate_model(cfg, model, loader, device, log=log, dtype=dtype)
+            result = evaluate_model(cfg, model, loader, device, log=log, dtype=dtype, inputs=inputs)
         finally:
             log.close()
     except BaseException:
