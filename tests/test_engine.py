@@ -401,3 +401,41 @@ def test_replace_together_removes_every_old_file_before_renaming(tmp_path):
     assert not (tmp_path / "b.json").exists()
     replace_together([(tmp_path / ".b.new", tmp_path / "b.json")])
     assert (tmp_path / "b.json").read_text() == "content of .b.new"
+
+
+def test_detections_hold_only_the_label_maps_classes(synthetic_ava, tmp_path):
+    """detections.csv has a row per box for each label-map class, in ascending id order, as
+    PySlowFast writes it; those rows are the ones a run with the full label map writes."""
+    import pandas as pd
+
+    from detection.ava.dataset_files import write_labelmap
+    from detection.ava.labelmap import read_labelmap
+    from detection.config import load_config
+    from detection.data.dataset import build_loader
+    from detection.engine.tester import DETECTIONS_FILE, annotation_file, evaluate_model
+    from detection.models import build_model
+
+    def run(out: Path, labelmap: Path | None):
+        opts = ["DATA.PATH_TO_DATA_DIR", str(synthetic_ava.root), "OUTPUT_DIR", str(out)]
+        opts += ["DEVICE", "cpu", "DATA.TEST_CROP_SIZE", "64", "DATA_LOADER.NUM_WORKERS", "0"]
+        if labelmap is not None:
+            opts += ["AVA.LABEL_MAP_FILE", str(labelmap)]
+        cfg = load_config(str(ROOT / "configs/synthetic/SLOWFAST_TINY.yaml"), opts)
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        loader = build_loader(cfg, "test", distributed=False, shuffle=False)
+        evaluate_model(cfg, model, loader, torch.device("cpu"))
+        columns = ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"]
+        return cfg, pd.read_csv(out / DETECTIONS_FILE, header=None, names=columns, dtype=str)
+
+    cfg, full = run(tmp_path / "full", None)
+    labelmap = read_labelmap(annotation_file(cfg, cfg.AVA.LABEL_MAP_FILE))
+    kept = sorted(labelmap.ids)[::2]
+    assert 0 < len(kept) < len(labelmap.ids)
+    subset_file = tmp_path / "subset.pbtxt"
+    write_labelmap(subset_file, {i: labelmap.names[i] for i in kept[::-1]})
+    _, subset = run(tmp_path / "subset", subset_file)
+
+    assert sorted(set(full["action_id"].astype(int))) == sorted(labelmap.ids)
+    expected = full[full["action_id"].astype(int).isin(kept)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(subset, expected)

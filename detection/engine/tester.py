@@ -1,7 +1,8 @@
 """The test loop: score every keyframe box, gather over ranks, write the AVA CSV, run frame-mAP.
 
 Outputs in OUTPUT_DIR (rank 0 only): `detections.csv` (official AVA detections format, one row
-per box and action) and `metrics.json`: frame-mAP under both protocols of
+per box and evaluated action: the label map's ids in ascending order, as PySlowFast writes them;
+the head's other columns are not written) and `metrics.json`: frame-mAP under both protocols of
 `detection.evaluation.frame_map`, ``{"official": {"mAP", "per_class"}, "pyslowfast": {"mAP",
 "per_class"}}`` (per_class keyed by class name, unique in a label map), both computed from
 detections.csv, so that ``tools/eval_ava.py --protocol P`` on that file gives the same numbers.
@@ -235,14 +236,15 @@ def evaluate_model(
         num_classes = cfg.MODEL.NUM_CLASSES
         preds = Predictions.concatenate(gathered, num_classes).unique_sorted()
         detections, metrics = _temporary(out, DETECTIONS_FILE), _temporary(out, METRICS_FILE)
+        evaluated_ids = sorted(inputs.labelmap.ids)
         try:
             write_detections(
                 detections,
                 preds.video_ids,
                 preds.timestamps,
                 preds.boxes,
-                preds.scores,
-                list(range(1, num_classes + 1)),
+                preds.scores[:, np.asarray(evaluated_ids) - 1],
+                evaluated_ids,
             )
             results = evaluate_protocols(
                 inputs.labelmap, inputs.groundtruth, detections, inputs.excluded

@@ -396,9 +396,10 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
     train_loader = build_loader(cfg, "train", distributed=du.is_distributed(), shuffle=True)
     check_training_setup(cfg, train_loader.dataset, len(train_loader))
     # Evaluation inputs are read now, not after the last epoch: a missing ground-truth file
-    # must not cost a whole training run.
+    # must not cost a whole training run; every evaluation then uses what was read here.
+    eval_inputs = None
     if cfg.TEST.ENABLE or cfg.TRAIN.EVAL_PERIOD > 0:
-        check_evaluation_inputs(cfg)
+        eval_inputs = check_evaluation_inputs(cfg)
     Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     # Same initial weights on every rank and in every run (DDP also broadcasts rank 0's).
     seed_everything(cfg.RNG_SEED)
@@ -458,12 +459,14 @@ def _train(cfg: CfgNode, device: torch.device) -> dict | None:
                     test_loader = build_loader(
                         cfg, "test", distributed=du.is_distributed(), shuffle=False
                     )
-                result = evaluate_model(cfg, unwrap(model), test_loader, device, log, epoch, dtype)
+                result = evaluate_model(
+                    cfg, unwrap(model), test_loader, device, log, epoch, dtype, eval_inputs
+                )
         if result is None and cfg.TEST.ENABLE:
             # Nothing was left to train (a finished run restarted): still report its metrics.
             test_loader = build_loader(cfg, "test", distributed=du.is_distributed(), shuffle=False)
             result = evaluate_model(
-                cfg, unwrap(model), test_loader, device, log, max_epoch - 1, dtype
+                cfg, unwrap(model), test_loader, device, log, max_epoch - 1, dtype, eval_inputs
             )
         log.record("done", epoch=max_epoch - 1)
     finally:
