@@ -130,6 +130,17 @@ FAST_CASES = {
     "train_net-odd-overrides": ("train_net", ["--config", TINY, "OUTPUT_DIR"], "OUTPUT_DIR"),
     "test_net-bad-config-key": ("test_net", ["--config", TINY, "NO.SUCH_KEY", "1"], "NO.SUCH_KEY"),
     "test_net-missing-config": ("test_net", ["--config", "missing.yaml"], r"missing\.yaml"),
+    # argparse hands everything after the first override to the overrides.
+    "test_net-option-after-overrides": (
+        "test_net",
+        ["--config", TINY, "OUTPUT_DIR", "out", "--config", TINY],
+        r"option --config comes after the KEY VALUE overrides \(OUTPUT_DIR out",
+    ),
+    "demo_net-option-after-overrides": (
+        "demo_net",
+        ["--input", CLIP, "MODEL.WEIGHTS", "w.pkl", "--output", "o.mp4"],
+        r"option --output comes after the KEY VALUE overrides \(MODEL.WEIGHTS w\.pkl",
+    ),
     "eval_ava-malformed-gt": (
         "eval_ava",
         ["-l", "{d}/labelmap.pbtxt", "-g", "{d}/bad_gt.csv", "-d", "{d}/det.csv"],

@@ -111,6 +111,21 @@ class ToolArgumentParser(argparse.ArgumentParser):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """argparse's, then: an option given after the trailing ``KEY VALUE`` overrides
+        (``args.opts``) is an error. argparse hands everything after the first override to
+        them, so ``MODEL.WEIGHTS w.pkl --output out`` would otherwise fail later as an unknown
+        config key "--output", or, worse, take an option's value as a config value."""
+        parsed = super().parse_args(args, namespace)
+        overrides = getattr(parsed, "opts", None) or []
+        for key in overrides[::2]:
+            if key.startswith("--") or (key.startswith("-") and key[1:2].isalpha()):
+                self.error(
+                    f"option {key} comes after the KEY VALUE overrides "
+                    f"({' '.join(overrides[:2])} ...); put options before them"
+                )
+        return parsed
+
 
 def tool_parser(description: str) -> ToolArgumentParser:
     """A parser for a tool whose `description` (kept as written) says what it reads and
