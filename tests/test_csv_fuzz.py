@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detection.ava import csv_io
 from detection.ava.csv_io import (
     MAX_INTEGER,
     AvaCsvError,
@@ -207,3 +208,107 @@ def test_any_exclusions_file_gives_pairs_or_one_line_naming_the_file(pairs, edit
             assert re.match(rf"{re.escape(str(path))}:\d+: ", message), message
             return
         assert all(v == v.strip() and 0 <= t <= MAX_INTEGER for v, t in excluded)
+
+
+# Whole fields the two parsers may read differently: signs, spaces, hexadecimal, exponents,
+# integral floats, the words pandas and pyarrow know, empty and huge values.
+FIELDS = [
+    "+5",
+    "-0",
+    " 7",
+    "7 ",
+    "\t7",
+    "7\x0b",
+    "0x10",
+    "1e2",
+    "5.0",
+    "05",
+    ".5",
+    "5.",
+    "+.5",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1_0",
+    "1d5",
+    "",
+    " ",
+    "0.5",
+    "1",
+    "902",
+    "1.7976931348623159e308",
+    "4.9e-325",
+    "99999999999999999999",
+    "2147483648",
+    "v",
+]
+plain_ids = st.text(alphabet="abcXYZ019_-.", min_size=1, max_size=6)
+
+
+@st.composite
+def edited_fields(draw: st.DrawFn, kind: str) -> bytes:
+    """A valid file without quotes (what the fast reader parses), with a few of its fields
+    replaced by `FIELDS`, lines possibly ending with \\r\\n or a BOM in front."""
+    table = draw(st.lists(rows(kind), min_size=1, max_size=5))
+    for row in table:
+        row["video_id"] = draw(plain_ids)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "seed.csv"
+        write_ava_csv(path, as_frame(kind, table), kind=kind)
+        lines = [line.split(",") for line in path.read_text().splitlines()]
+    for _ in range(draw(st.integers(0, 3))):
+        line = draw(st.sampled_from(lines))
+        line[draw(st.integers(0, len(line) - 1))] = draw(st.sampled_from(FIELDS))
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    text = "".join(",".join(line) + end for line in lines)
+    return (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + text.encode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("box_check", ["strict", "official"])
+def test_fast_reader_takes_only_what_the_reference_reader_takes_with_its_values(kind, box_check):
+    """pyarrow's parse (`_read_fast`) never accepts a file that the pandas reader, the
+    dialect's reference, refuses, and reads the same values where it accepts one."""
+
+    @FUZZ
+    @given(st.one_of(edited_fields(kind), mutated_files(kind)))
+    def check(data):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "file.csv"
+            path.write_bytes(data)
+            fast = csv_io._read_fast(path, kind, box_check)
+            try:
+                frame = csv_io._read_checked(path, kind, box_check)
+            except AvaCsvError:
+                assert fast is None
+                return
+            if fast is None:
+                return
+            reference = csv_io.AvaColumns.from_frame(frame)
+            assert fast.videos == reference.videos
+            np.testing.assert_array_equal(fast.video, reference.video)
+            assert list(fast.columns) == list(reference.columns)
+            for name, values in reference.columns.items():
+                assert fast.columns[name].dtype == values.dtype, name
+                np.testing.assert_array_equal(fast.columns[name], values)
+
+    check()
+
+
+def test_fast_reader_parses_well_formed_files(tmp_path):
+    """The fast path is taken for plain files of every kind (not silently left to pandas)."""
+    for kind, text in [
+        ("detections", "v1,0902,0.1,0.2,0.3,0.4,12,0.75\r\nv2,0903,0,0,1,1,3,1e-3\r\n"),
+        ("groundtruth", "v1,0902,0.1,0.2,0.3,0.4,12,0\nv1,0902,0.1,0.2,0.3,0.4,,1\n"),
+        ("groundtruth", "v1,0902,0.1,0.2,0.3,0.4,12\nv1,0902,,,,,\n"),
+        ("boxes", "\ufeffv1,0902,0.1,0.2,0.3,0.4,-1,0.9\n"),
+    ]:
+        path = tmp_path / f"{kind}.csv"
+        path.write_text(text, encoding="utf-8", newline="")
+        fast = csv_io._read_fast(path, kind, "strict")
+        assert fast is not None, text
+        expected = csv_io.AvaColumns.from_frame(csv_io._read_checked(path, kind, "strict"))
+        for name, values in expected.columns.items():
+            np.testing.assert_array_equal(fast.columns[name], values)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import reference_frame_map
 
+from detection.ava import csv_io
 from detection.ava.csv_io import AvaCsvError, read_ava_csv
-from detection.ava.labelmap import LabelMap
+from detection.ava.labelmap import LabelMap, read_labelmap
 from detection.evaluation import frame_map
 from detection.evaluation.frame_map import average_precision, evaluate
 from detection.structures.boxes import paired_iou
@@ -421,25 +422,53 @@ def test_eval_ava_cli_help_imports_neither_pandas_nor_matplotlib(project_root):
     assert completed.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_detections_read_in_pieces_give_the_same_result(tmp_path, monkeypatch):
-    """A detections path is read piece by piece; pieces must share one video table."""
+def test_eval_ava_prints_the_report_table_without_importing_pandas(tmp_path, project_root):
+    """Evaluating files is pandas-free (its import costs more than a small file's evaluation),
+    and the printed table is the report's, ties in AP included."""
+    from detection.ava.packaged import ALL_CLASSES, packaged_labelmap_path
+    from detection.evaluation.report import per_class_table, to_markdown
+
+    gt, det, excluded = reference_frame_map.generate_ava_like(
+        tmp_path, num_videos=2, frames_per_video=30, classes_per_box=6, seed=5
+    )
+    labelmap = reference_frame_map.EVAL_LABELMAP
+    code = (
+        "import sys\n"
+        "from detection.apps.eval_ava import main\n"
+        f"main(['-l', {str(labelmap)!r}, '-g', {str(gt)!r}, '-d', {str(det)!r}, "
+        f"'-e', {str(excluded)!r}])\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=project_root
+    )
+    *printed, modules = completed.stdout.strip().splitlines()
+    assert modules == "[]"
+    result = evaluate(labelmap, gt, det, excluded)
+    aps = list(result.per_class.values())
+    assert len(set(aps)) < len(aps)  # tied APs, whose order the table must keep
+    groups = read_labelmap(packaged_labelmap_path(ALL_CLASSES))
+    table = to_markdown(per_class_table(result, groups))
+    assert "\n".join(printed[2 : 2 + len(table.splitlines())]) == table
+
+
+def test_detections_parsed_in_many_blocks_give_the_same_result(tmp_path, monkeypatch):
+    """A detections path is parsed in blocks, each with its own table of video ids; the blocks
+    must share one video numbering."""
     reference = reference_frame_map
     gt, det, excluded = reference.generate_ava_like(
         tmp_path, num_videos=3, frames_per_video=20, classes_per_box=10, seed=3
     )
     whole = evaluate(reference.EVAL_LABELMAP, gt, read_ava_csv(det, kind="detections"), excluded)
-    pieces = []
-    original = frame_map.iter_ava_csv
-
-    def small_pieces(path, *, kind, box_check):
-        for piece in original(path, kind=kind, chunk_rows=37, box_check=box_check):
-            pieces.append(len(piece))
-            yield piece
-
-    monkeypatch.setattr(frame_map, "iter_ava_csv", small_pieces)
-    by_pieces = evaluate(reference.EVAL_LABELMAP, gt, det, excluded)
-    assert len(pieces) > 10
-    assert by_pieces.per_class == whole.per_class and by_pieces.mAP == whole.mAP
+    monkeypatch.setattr(csv_io, "_BLOCK_BYTES", 2048)
+    assert det.stat().st_size > 10 * 2048
+    fast = csv_io._read_fast(det, "detections", "strict")  # None would mean pandas read it
+    assert fast is not None
+    by_pandas = csv_io.AvaColumns.from_frame(read_ava_csv(det, kind="detections"))
+    assert fast.videos == by_pandas.videos
+    np.testing.assert_array_equal(fast.video, by_pandas.video)
+    by_blocks = evaluate(reference.EVAL_LABELMAP, gt, det, excluded)
+    assert by_blocks.per_class == whole.per_class and by_blocks.mAP == whole.mAP
 
 
 def test_box_outside_the_unit_square_uses_the_official_iou_unclipped(tmp_path, caplog):
@@ -572,3 +601,28 @@ def test_the_official_evaluator_itself_gives_the_same_per_class_ap(tmp_path, pro
     ours = evaluate(labelmap, gt, det, frames_without_groundtruth="ignore").per_class
     assert ours.keys() == official.keys()
     assert {name: ours[name] - official[name] for name in ours} == dict.fromkeys(ours, 0.0)
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        "unit",  # detector scores: the one-sort path
+        "logits",  # outside [0, 1]: the exact two-sort path
+        "close",  # differences below the one-sort key's round-off
+        "ties",
+    ],
+)
+def test_rows_ordered_by_frame_then_descending_score(scores):
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 60_000, 5_000)
+    score = {
+        "unit": rng.random(5_000),
+        "logits": rng.normal(0.0, 5.0, 5_000),
+        "close": 0.5 + rng.integers(0, 50, 5_000) * 1e-15,
+        "ties": rng.integers(0, 3, 5_000) / 2,
+    }[scores]
+    order = frame_map._by_frame_then_score(frame, score)
+    assert sorted(order.tolist()) == list(range(5_000))
+    f, s = frame[order], score[order]
+    assert (np.diff(f) >= 0).all()
+    assert not ((f[1:] == f[:-1]) & (s[1:] > s[:-1])).any()

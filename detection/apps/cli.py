@@ -23,12 +23,12 @@ import logging
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from yacs.config import CfgNode
-
-from detection.config import load_config
 from detection.errors import MAX_MESSAGE_CHARS, UserError, shorten
+
+if TYPE_CHECKING:
+    from yacs.config import CfgNode
 
 T = TypeVar("T")
 
@@ -149,6 +149,9 @@ def run_config_tool(description: str, job: Callable[[CfgNode], Any], argv: list[
     """Parse `--config CFG [KEY VALUE ...]`, run `job(cfg)` under the error policy.
 
     The config is read and checked before `job` runs, so a bad file or key fails at once."""
+    # Imported here: tools without a config (eval_ava) need not pay for yacs at start-up.
+    from detection.config import load_config
+
     args = config_parser(description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     return run_tool(lambda: job(load_config(args.config, args.opts)))

@@ -4,6 +4,7 @@ protocol, with a per-class table, mAP per label group, and optional JSON, CSV an
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 from pathlib import Path
 
@@ -12,13 +13,7 @@ from detection.ava.constants import MAX_DETECTIONS_PER_FRAME
 from detection.ava.labelmap import read_labelmap
 from detection.ava.packaged import ALL_CLASSES, packaged_labelmap_path
 from detection.evaluation.frame_map import PROTOCOLS, evaluate
-from detection.evaluation.report import (
-    group_map,
-    per_class_table,
-    plot_per_class,
-    to_markdown,
-    write_table_csv,
-)
+from detection.evaluation.report import group_map, per_class_markdown, plot_per_class
 from detection.utils.paths import check_outputs
 
 GROUP_LABELMAP = packaged_labelmap_path(ALL_CLASSES)
@@ -92,7 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    _reuse_freed_memory()
     run_tool(lambda: _run(args))
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def _reuse_freed_memory() -> None:
+    """Have glibc's malloc keep freed memory for the next array instead of unmapping it.
+
+    The evaluation makes one array after another of a few to tens of MB; by default glibc maps
+    each from the kernel and unmaps it when freed (always above 32 MB), so the next one comes
+    back as fresh pages, each a page fault: measured on 1.6 M rows, 43k faults and 0.3-1.2 s of
+    system time against 25k and 0.1-0.2 s this way. The process exits when done, so memory
+    kept is not a cost. Other C libraries keep their defaults.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -117,11 +135,13 @@ def _run(args: argparse.Namespace) -> None:
         strict=args.strict,
     )
     groups = read_labelmap(args.group_labelmap)
-    table = per_class_table(result, groups)
     if args.output_json:
         result.to_json(args.output_json)
     if args.table_csv:
-        write_table_csv(table, args.table_csv)
+        # pandas only here: imported, it would cost more than evaluating a small file.
+        from detection.evaluation.report import per_class_table, write_table_csv
+
+        write_table_csv(per_class_table(result, groups), args.table_csv)
     if args.plot:
         title = f"{args.detections.name}: mAP {result.mAP:.4f} ({result.protocol})"
         plot_per_class(result, args.plot, title=title)
@@ -137,7 +157,7 @@ def _run(args: argparse.Namespace) -> None:
         f"{result.num_on_frames_without_groundtruth} detections on frames without ground truth)"
     )
     print()
-    print(to_markdown(table))
+    print(per_class_markdown(result, groups))
     print()
     for group, value in group_map(result, groups).items():
         print(f"{group}: {value:.6f}")

@@ -10,8 +10,10 @@
 
 from .constants import FPS, MAX_DETECTIONS_PER_FRAME, VALID_SECONDS, VIDEO_START_SEC
 from .csv_io import (
+    AvaColumns,
     AvaCsvError,
     iter_ava_csv,
+    read_ava_columns,
     read_ava_csv,
     read_ava_text,
     read_excluded_timestamps,
@@ -29,11 +31,13 @@ __all__ = [
     "MAX_DETECTIONS_PER_FRAME",
     "VALID_SECONDS",
     "VIDEO_START_SEC",
+    "AvaColumns",
     "AvaCsvError",
     "LabelMap",
     "LabelMapError",
     "iter_ava_csv",
     "packaged_labelmap_path",
+    "read_ava_columns",
     "read_ava_csv",
     "read_ava_text",
     "read_excluded_timestamps",

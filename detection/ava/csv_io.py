@@ -15,8 +15,9 @@ coordinates are normalized to [0, 1] with (x1, y1) the top-left corner. Coordina
 [0, 1] by at most `BOX_TOLERANCE` (float round-off in files written by other tools); they are kept
 as written, because the official evaluator does not clip either.
 
-The dialect, the same for every kind (one reader, `read_ava_csv` / `read_excluded_timestamps`,
-and one writer, `write_ava_csv` / `write_detections` / `write_excluded_timestamps`):
+The dialect, the same for every kind (one reader, `read_ava_csv` / `read_ava_columns` /
+`read_excluded_timestamps`, and one writer, `write_ava_csv` / `write_detections` /
+`write_excluded_timestamps`):
 
 - text is UTF-8; a byte-order mark at the start is skipped; other bytes are an error naming the
   file and line;
@@ -37,6 +38,12 @@ what the reader would refuse (an empty video id, one with surrounding whitespace
 timestamp), and write numbers that Python's ``int()`` / ``float()`` read, so that everything
 written reads back here and in the official evaluator (Python's ``csv.reader``).
 
+Two parsers read it. pandas' C parser is the reference: it reads every file the dialect allows
+and words every error. pyarrow's multi-threaded CSV parser reads plain files (no quotes, no lone
+``\\r``) several times faster and without importing pandas, and hands a file to the reference
+whenever it does not take it or a row breaks a rule; it never accepts a file the reference
+refuses, and reads the same values (tests/test_csv_fuzz.py checks both on hostile files).
+
 Box rules (`BoxCheck`). ``"strict"`` (the default) rejects a box outside [0, 1] (beyond the
 tolerance) or inverted (x1 > x2 or y1 > y2). ``"official"`` accepts every row the official
 ActivityNet evaluator scores: any finite coordinates, and inverted boxes in detections and boxes
@@ -52,9 +59,11 @@ import csv
 import io
 import logging
 import math
+import mmap
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -113,20 +122,195 @@ def read_ava_csv(path: str | Path, *, kind: Kind, box_check: BoxCheck = "strict"
     [0, 1] (beyond `BOX_TOLERANCE`), x1 > x2 or y1 > y2 (see the module's "Box rules" for
     ``"official"``, which keeps those rows and warns once).
     """
-    frame = _read_checked(path, kind, box_check)
+    return read_ava_columns(path, kind=kind, box_check=box_check).to_frame()
+
+
+@dataclass
+class AvaColumns:
+    """An AVA CSV file as arrays, rows in file order, without a Python string per row.
+
+    videos: the distinct video ids, in order of first appearance; video: [N] int64, each row's
+    index into `videos`; columns: ``timestamp`` [N] int64, ``x1, y1, x2, y2`` [N] float64
+    (normalized, NaN only for box-less ground-truth rows), ``action_id`` [N] int64 (-1 where
+    none), then ``score`` [N] float64 (detections, boxes; NaN where a boxes file has none) or
+    ``person_id`` [N] int64 (ground truth; -1 where absent): the columns of `read_ava_csv`.
+    """
+
+    videos: list[str]
+    video: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.video)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The DataFrame `read_ava_csv` returns."""
+        import pandas as pd
+
+        video_id = pd.Series(np.array(self.videos, dtype=object)[self.video], dtype=str)
+        return pd.DataFrame({"video_id": video_id, **self.columns})
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> AvaColumns:
+        """From a frame in `read_ava_csv`'s layout (as read, or built by the caller)."""
+        import pandas as pd
+
+        codes, videos = pd.factorize(frame["video_id"].to_numpy(object))
+        columns = {str(k): frame[k].to_numpy() for k in frame if k != "video_id"}
+        return cls([str(v) for v in videos], codes.astype(np.int64), columns)
+
+
+def read_ava_columns(path: str | Path, *, kind: Kind, box_check: BoxCheck = "strict") -> AvaColumns:
+    """`read_ava_csv` as arrays (`AvaColumns`): the same rules, errors and warning, without
+    pandas on well-formed files.
+
+    Files without quotes or lone \\r line ends are parsed by pyarrow's multi-threaded CSV
+    reader and checked with array operations; anything it does not take, and every file with a
+    problem, goes through the pandas reader, which is the dialect's reference and words the
+    error (the fast path only ever accepts files that reader accepts, with the same values).
+    """
+    _check_arguments(kind, box_check)
+    path = Path(path)
+    table = _read_fast(path, kind, box_check)
+    if table is None:
+        table = AvaColumns.from_frame(_read_checked(path, kind, box_check))
     if box_check == "official":
         warnings = _BoxWarnings()
-        warnings.add(frame, kind)
-        warnings.emit(Path(path))
-    return frame
+        warnings.add(table.columns, kind)
+        warnings.emit(path)
+    return table
 
 
-def _read_checked(path: str | Path, kind: Kind, box_check: BoxCheck) -> pd.DataFrame:
-    """`read_ava_csv` without its warning."""
+def _check_arguments(kind: str, box_check: str) -> None:
     if kind not in _COLUMN_COUNTS:
         raise ValueError(f"kind must be one of {sorted(_COLUMN_COUNTS)}, got {kind!r}")
     if box_check not in _BOX_CHECKS:
         raise ValueError(f"box_check must be one of {list(_BOX_CHECKS)}, got {box_check!r}")
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _read_fast(path: Path, kind: Kind, box_check: BoxCheck) -> AvaColumns | None:
+    """The file by pyarrow, or None when the pandas reader must decide (a problem to report,
+    quotes, lone \\r, NUL bytes, mixed field counts, or anything pyarrow refuses).
+
+    Numeric fields, integers included, are parsed as float64: pyarrow's integer parser takes
+    hexadecimal ("0x10"), which pandas does not, while its float parser takes a subset of what
+    pandas' does, ``nan`` aside, which is sent to pandas. Integral floats then pass as integers
+    exactly as in the pandas reader's float pass.
+    """
+    try:
+        with path.open("rb") as f:
+            # Mapped, not read: the checks below and pyarrow's parse read the page cache. The
+            # map is closed when the last reference goes (pyarrow may hold one until then).
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # unreadable (the pandas reader words it) or empty
+        return None
+    return _parse_fast(data, kind, box_check)
+
+
+def _parse_fast(data: mmap.mmap, kind: Kind, box_check: BoxCheck) -> AvaColumns | None:
+    """`_read_fast` of the file's bytes."""
+    start = len(_BOM) if data[: len(_BOM)] == _BOM else 0
+    if start == len(data) or data.find(b'"') >= 0 or data.find(b"\0") >= 0:
+        return None
+    if data.find(b"\r") >= 0:
+        whole = data[:]
+        if whole.count(b"\r") != whole.count(b"\r\n"):
+            return None
+    end = data.find(b"\n")
+    num_fields = data[start : len(data) if end < 0 else end].count(b",") + 1
+    if num_fields not in _COLUMN_COUNTS[kind]:
+        return None
+    names = ["video_id", *_NUMERIC_COLUMNS, _LAST_COLUMN[kind]][:num_fields]
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    types = {name: pa.float64() for name in names[1:]}
+    types["video_id"] = pa.dictionary(pa.int32(), pa.string())
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(pa.py_buffer(data).slice(start)),
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(
+                quote_char=False, escape_char=False, ignore_empty_lines=False
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowException:
+        return None
+    videos, video = _dictionary_codes(table.column("video_id").chunks)
+    columns = {}
+    for name in names[1:]:
+        values = _float_column(table.column(name).chunks)
+        if values is None:
+            return None
+        columns[name] = values
+    if len(names) == len(_NUMERIC_COLUMNS) + 1:  # the optional last column is absent
+        columns[_LAST_COLUMN[kind]] = np.full(len(video), np.nan)
+    if _first_problem(columns, videos, video, kind, box_check) is not None:
+        return None
+    for name in ("timestamp", "action_id", "person_id"):
+        if name in columns:
+            values = columns[name]
+            columns[name] = np.where(np.isnan(values), -1, values).astype(np.int64)
+    return AvaColumns(videos, video, columns)
+
+
+_BLOCK_BYTES = 1 << 22
+"""pyarrow's parse block (its threads take a block each): large enough that per-block costs
+vanish, small enough that a 70k-row file still splits across threads."""
+
+
+def _float_column(chunks: Sequence[Any]) -> np.ndarray | None:
+    """[N] float64 from pyarrow float64 chunks, NaN where null (an empty field); None if a field
+    was written as a NaN (``nan``), which pandas refuses. Read from the buffers, because
+    pyarrow's own ``to_numpy`` imports pandas, which costs more than a small file's parse."""
+    parts = [np.zeros(0)]
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        size = chunk.offset + len(chunk)
+        validity, values = chunk.buffers()
+        array = np.frombuffer(values, dtype=np.float64, count=size)[chunk.offset :]
+        written_nan = np.isnan(array)
+        if chunk.null_count:
+            bits = np.frombuffer(validity, dtype=np.uint8)
+            valid = np.unpackbits(bits, count=size, bitorder="little")[chunk.offset :]
+            written_nan &= valid.astype(bool)
+            array = np.where(valid.astype(bool), array, np.nan)
+        if written_nan.any():
+            return None
+        parts.append(array)
+    return np.concatenate(parts)
+
+
+def _dictionary_codes(chunks: Sequence[Any]) -> tuple[list[str], np.ndarray]:
+    """(distinct strings in order of first appearance, [N] int64 codes) from pyarrow
+    dictionary chunks (each with its own dictionary)."""
+    table: dict[str, int] = {}
+    parts = [np.zeros(0, dtype=np.int64)]
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        size = chunk.offset + len(chunk)
+        indices = np.frombuffer(chunk.indices.buffers()[1], dtype=np.int32, count=size)
+        local = np.array(
+            [table.setdefault(v, len(table)) for v in chunk.dictionary.to_pylist()],
+            dtype=np.int64,
+        )
+        parts.append(local[indices[chunk.offset :]])
+    return list(table), np.concatenate(parts)
+
+
+def _read_checked(path: str | Path, kind: Kind, box_check: BoxCheck) -> pd.DataFrame:
+    """`read_ava_csv` by pandas' C parser, without the warning: the dialect's reference, which
+    words every error."""
+    _check_arguments(kind, box_check)
     import pandas as pd  # here, not at the top: importing this module (a tool's --help) is quick
 
     path = Path(path)
@@ -165,7 +349,7 @@ def _read_checked(path: str | Path, kind: Kind, box_check: BoxCheck) -> pd.DataF
             data = _read_bytes(path) if data is None else data
             starts = _check_column_counts(data, path, allowed)
             raise _first_non_numeric(data, path, names, starts) from None
-    problem = _first_problem(frame, kind, box_check)
+    problem = _frame_problem(frame, kind, box_check)
     if problem is not None:
         data = _read_bytes(path) if data is None else data
         starts = _check_column_counts(data, path, allowed)
@@ -252,11 +436,11 @@ def iter_ava_csv(
     finished = False
     try:
         for piece in _parse_pieces(path, names, chunk_rows):
-            if _first_problem(piece, kind, box_check) is not None:
+            if _frame_problem(piece, kind, box_check) is not None:
                 break
             piece = piece.drop(columns=_EXTRA)
             if box_check == "official":
-                warnings.add(piece, kind)
+                warnings.add(_numeric_columns(piece), kind, int(piece.index[0]))
             yield piece
             rows_done += len(piece)
         else:
@@ -270,7 +454,7 @@ def iter_ava_csv(
         # for integral floats such as "0902.0" that only it accepts, reads the rest.
         rest = _read_checked(path, kind, box_check).iloc[rows_done:]
         if box_check == "official":
-            warnings.add(rest, kind)
+            warnings.add(_numeric_columns(rest), kind, rows_done)
         yield rest
     warnings.emit(path)
 
@@ -283,13 +467,14 @@ class _BoxWarnings:
         self.count = 0
         self.lines: list[str] = []
 
-    def add(self, frame: pd.DataFrame, kind: Kind) -> None:
-        """`frame`: rows as read (index = 0-based file row)."""
-        rows = np.flatnonzero(_unnormalized_rows(frame, kind))
+    def add(self, columns: dict[str, np.ndarray], kind: Kind, first_row: int = 0) -> None:
+        """`columns`: [N] arrays by name, of consecutive rows from 0-based file row
+        `first_row`."""
+        rows = np.flatnonzero(_unnormalized_rows(columns, kind))
         self.count += len(rows)
         for row in rows[: _LINES_IN_WARNING - len(self.lines)].tolist():
-            x1, y1, x2, y2 = frame[BOX_COLUMNS].iloc[row].tolist()
-            self.lines.append(f"line {int(frame.index[row]) + 1}: ({x1}, {y1}, {x2}, {y2})")
+            x1, y1, x2, y2 = (columns[c][row].item() for c in BOX_COLUMNS)
+            self.lines.append(f"line {first_row + row + 1}: ({x1}, {y1}, {x2}, {y2})")
 
     def emit(self, path: Path) -> None:
         if self.count:
@@ -304,9 +489,9 @@ class _BoxWarnings:
             )
 
 
-def _unnormalized_rows(frame: pd.DataFrame, kind: Kind) -> np.ndarray:
+def _unnormalized_rows(columns: dict[str, np.ndarray], kind: Kind) -> np.ndarray:
     """[N] bool: rows whose box breaks a rule that only ``box_check="strict"`` enforces."""
-    x1, y1, x2, y2 = (frame[c].to_numpy() for c in BOX_COLUMNS)
+    x1, y1, x2, y2 = (columns[c] for c in BOX_COLUMNS)
     with np.errstate(invalid="ignore"):
         low = np.minimum(np.minimum(x1, y1), np.minimum(x2, y2))
         high = np.maximum(np.maximum(x1, y1), np.maximum(x2, y2))
@@ -371,7 +556,7 @@ def write_ava_csv(
         checked["action_id"] = checked["action_id"].where(checked["action_id"] != -1)
     if kind == "groundtruth":
         checked["person_id"] = checked["person_id"].where(checked["person_id"] != -1)
-    problem = _first_problem(checked, kind, box_check)
+    problem = _frame_problem(checked, kind, box_check)
     if problem is not None:
         row, message = problem
         raise ValueError(f"row {row} cannot be written as a {kind} row: {message}")
@@ -665,29 +850,50 @@ def _first_non_numeric(
     )
 
 
-def _first_problem(
+def _numeric_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {str(k): frame[k].to_numpy() for k in frame if k != "video_id"}
+
+
+def _frame_problem(
     frame: pd.DataFrame, kind: Kind, box_check: BoxCheck = "strict"
 ) -> tuple[int, str] | None:
-    """The first (lowest) row that breaks a rule, with what is wrong, or None."""
+    """`_first_problem` of a frame from the pandas reader (with its `_EXTRA` column)."""
     import pandas as pd
 
+    # Checked once per distinct video id (a few hundred), not per row (millions).
+    codes, videos = pd.factorize(frame["video_id"].to_numpy(object))
+    return _first_problem(_numeric_columns(frame), list(videos), codes, kind, box_check)
+
+
+def _first_problem(
+    columns: dict[str, np.ndarray],
+    videos: Sequence[object],
+    video: np.ndarray,
+    kind: Kind,
+    box_check: BoxCheck = "strict",
+) -> tuple[int, str] | None:
+    """The first (lowest) row that breaks a rule, with what is wrong, or None.
+
+    columns: [N] arrays by name (numeric fields as read, NaN where empty; `_EXTRA` when the
+    reader can see a field too many); videos: the distinct video ids; video: [N] each row's
+    index into `videos`, -1 where the field is empty.
+    """
     problems: list[tuple[int, str]] = []
 
     def check(bad: np.ndarray, message: str) -> None:
         rows = np.flatnonzero(bad)
         if rows.size:
             row = int(rows[0])
-            problems.append((row, message.format(**{str(k): frame[k].iloc[row] for k in frame})))
+            problems.append((row, message.format(**{k: v[row] for k, v in columns.items()})))
 
-    check(frame[_EXTRA].notna().to_numpy(), "too many fields")
-    check(frame["video_id"].isna().to_numpy(), "empty video id")
-    # Checked once per distinct video id (a few hundred), not per row (millions).
-    codes, videos = pd.factorize(frame["video_id"].to_numpy(object))
+    if _EXTRA in columns:
+        check(~np.isnan(columns[_EXTRA]), "too many fields")
+    check(video < 0, "empty video id")
     padded = [i for i, v in enumerate(videos) if _video_id_problem(v) is not None]
     if padded:
-        row = int(np.flatnonzero(np.isin(codes, padded))[0])
-        problems.append((row, str(_video_id_problem(videos[codes[row]]))))
-    ts = frame["timestamp"].to_numpy()
+        row = int(np.flatnonzero(np.isin(video, padded))[0])
+        problems.append((row, str(_video_id_problem(videos[video[row]]))))
+    ts = columns["timestamp"]
     check(np.isnan(ts), "missing timestamp")
     check(
         ~np.isnan(ts) & ((ts < 0) | (ts != np.floor(ts))),
@@ -695,7 +901,7 @@ def _first_problem(
     )
     check(ts > MAX_INTEGER, f"timestamp {{timestamp}} is larger than {MAX_INTEGER}")
 
-    x1, y1, x2, y2 = (frame[c].to_numpy() for c in BOX_COLUMNS)
+    x1, y1, x2, y2 = (columns[c] for c in BOX_COLUMNS)
     missing = [np.isnan(c) for c in (x1, y1, x2, y2)]
     any_missing = missing[0] | missing[1] | missing[2] | missing[3]
     if kind == "groundtruth":
@@ -720,7 +926,7 @@ def _first_problem(
             check(x1 > x2, "x1 = {x1} > x2 = {x2}")
             check(y1 > y2, "y1 = {y1} > y2 = {y2}")
 
-    action = frame["action_id"].to_numpy()
+    action = columns["action_id"]
     if kind == "detections":
         check(np.isnan(action), "missing action id")
     with np.errstate(invalid="ignore"):
@@ -731,13 +937,13 @@ def _first_problem(
         )
         check(action > MAX_INTEGER, f"action id {{action_id}} is larger than {MAX_INTEGER}")
 
-    if "score" in frame:
-        score = frame["score"].to_numpy()
+    if "score" in columns:
+        score = columns["score"]
         if kind == "detections":
             check(np.isnan(score), "missing score")
         check(np.isinf(score), "score {score} is not finite")
     else:
-        person = frame["person_id"].to_numpy()
+        person = columns["person_id"]
         with np.errstate(invalid="ignore"):
             check(
                 ~np.isnan(person) & ((person != np.floor(person)) | (person < 0)),

@@ -72,9 +72,9 @@ import numpy as np
 from detection.ava.constants import MAX_DETECTIONS_PER_FRAME
 from detection.ava.csv_io import (
     BOX_COLUMNS,
+    AvaColumns,
     BoxCheck,
-    iter_ava_csv,
-    read_ava_csv,
+    read_ava_columns,
     read_excluded_timestamps,
 )
 from detection.ava.labelmap import LabelMap, read_labelmap
@@ -250,30 +250,42 @@ class _Inputs:
         excluded: Iterable[tuple[str, int]] | str | Path | None,
         strict: bool,
     ) -> _Inputs:
-        # pandas is imported here, not at the top, so that a tool's --help does not wait for it.
-        import pandas as pd
-
+        # Files are read as arrays (`read_ava_columns`): pandas is never imported for them,
+        # which at tens of thousands of rows costs more than the evaluation.
         box_check: BoxCheck = "strict" if strict else "official"
         if not isinstance(labelmap, LabelMap):
             labelmap = read_labelmap(labelmap)
         source = "the ground truth"
-        if not isinstance(groundtruth, pd.DataFrame):
+        if isinstance(groundtruth, str | Path):
             source = str(groundtruth)
-            groundtruth = read_ava_csv(groundtruth, kind="groundtruth", box_check=box_check)
+            gt_table = read_ava_columns(groundtruth, kind="groundtruth", box_check=box_check)
+        else:
+            gt_table = AvaColumns.from_frame(groundtruth)
+        if isinstance(detections, str | Path):
+            det_table = read_ava_columns(detections, kind="detections", box_check=box_check)
+        else:
+            det_table = AvaColumns.from_frame(detections)
         if isinstance(excluded, str | Path):
             excluded = read_excluded_timestamps(excluded)
         excluded = set(excluded or ())
 
         ids = np.asarray(labelmap.ids, dtype=np.int64)
-        gt = groundtruth[
-            np.isin(groundtruth["action_id"].to_numpy(), ids) & groundtruth["x1"].notna().to_numpy()
-        ]
-        det = _DetectionColumns.load(detections, ids, box_check)
-        gt_key, det_key, excluded_keys = _frame_keys(gt, det, excluded)
+        gt_action = gt_table.columns["action_id"].astype(np.int64)
+        gt_rows = np.flatnonzero(np.isin(gt_action, ids) & ~np.isnan(gt_table.columns["x1"]))
+        det_rows = np.flatnonzero(np.isin(det_table.columns["action_id"], ids))
+        gt_key, det_key, excluded_keys = _frame_keys(
+            gt_table, gt_rows, det_table, det_rows, excluded
+        )
         gt_keep = ~np.isin(gt_key, excluded_keys)
         if not gt_keep.any():
-            raise EvaluationError(_nothing_to_evaluate(labelmap, source, groundtruth, len(gt)))
-        person = gt["person_id"].to_numpy() if "person_id" in gt else np.full(len(gt), -1)
+            raise EvaluationError(
+                _nothing_to_evaluate(
+                    labelmap, source, gt_action, gt_table.columns["x1"], len(gt_rows)
+                )
+            )
+        gt_rows = gt_rows[gt_keep]
+        person = gt_table.columns.get("person_id")
+        det = det_table.columns
         return cls(
             labelmap=labelmap,
             ids=ids,
@@ -281,16 +293,29 @@ class _Inputs:
             det_key=det_key,
             # Frames in the order the reference readers first meet them: the per-class score
             # arrays are concatenated in that order, which decides how numpy's sort breaks ties.
-            det_frame_order=pd.factorize(det_key)[0],
-            det_score=det.score,
-            det_action=det.action,
-            det_box=det.box,
+            det_frame_order=_first_appearance_order(det_key),
+            det_score=_take(det["score"], det_rows, np.float64),
+            det_action=_take(det["action_id"], det_rows, np.int64),
+            det_box=np.column_stack([_take(det[c], det_rows, np.float64) for c in BOX_COLUMNS]),
             gt_key=gt_key[gt_keep],
-            gt_action=gt["action_id"].to_numpy(np.int64)[gt_keep],
-            gt_box=gt[BOX_COLUMNS].to_numpy(np.float64)[gt_keep],
-            gt_person=np.asarray(person, dtype=np.int64)[gt_keep],
-            gt_frames=np.unique(gt_key[gt_keep]),
+            gt_action=gt_action[gt_rows],
+            gt_box=np.column_stack(
+                [_take(gt_table.columns[c], gt_rows, np.float64) for c in BOX_COLUMNS]
+            ),
+            gt_person=(
+                np.full(len(gt_rows), -1, dtype=np.int64)
+                if person is None
+                else _take(person, gt_rows, np.int64)
+            ),
+            gt_frames=_distinct(gt_key[gt_keep]),
         )
+
+
+def _take(column: np.ndarray, rows: np.ndarray, dtype: type) -> np.ndarray:
+    """`column[rows]` as `dtype`, without a copy when `rows` are all the rows (the usual case:
+    a detector scores only the label map's classes)."""
+    column = np.asarray(column, dtype=dtype)
+    return column if len(rows) == len(column) else column[rows]
 
 
 def check_groundtruth(
@@ -316,18 +341,26 @@ def check_groundtruth(
     else:
         left = np.ones(len(frames), dtype=bool)
     if not left.any():
-        raise EvaluationError(_nothing_to_evaluate(labelmap, source, groundtruth, len(of_classes)))
+        raise EvaluationError(
+            _nothing_to_evaluate(
+                labelmap,
+                source,
+                groundtruth["action_id"].to_numpy(np.int64),
+                groundtruth["x1"].to_numpy(np.float64),
+                len(of_classes),
+            )
+        )
 
 
 def _nothing_to_evaluate(
-    labelmap: LabelMap, source: str, groundtruth: pd.DataFrame, num_of_classes: int
+    labelmap: LabelMap, source: str, action: np.ndarray, x1: np.ndarray, num_of_classes: int
 ) -> str:
-    """Why no ground-truth box is left to evaluate (`num_of_classes`: boxes of label-map
-    classes before the exclusions)."""
+    """Why no ground-truth box is left to evaluate (`action`, `x1`: [G] the ground truth's
+    columns; `num_of_classes`: boxes of label-map classes before the exclusions)."""
     if num_of_classes:
         return f"every ground-truth frame of {source} is excluded: nothing to evaluate"
-    with_box = groundtruth["action_id"][groundtruth["x1"].notna()]
-    if with_box.empty:
+    with_box = action[~np.isnan(x1)]
+    if not with_box.size:
         return f"{source} has no ground-truth box: nothing to evaluate"
     file_ids = shorten(str(sorted(set(with_box.tolist()))))
     map_ids = shorten(str(labelmap.ids))
@@ -350,11 +383,18 @@ def _evaluate(
             f"got {frames_without_groundtruth!r}"
         )
     ids = inputs.ids
-    # Class index of an action id, for label-map ids only; by search, since ids can be large.
+    # Class index of an action id, for label-map ids only: by a table, or by search where ids
+    # are too large for one.
     id_order = np.argsort(ids, kind="stable")
     sorted_ids = ids[id_order]
+    table = None
+    if int(ids.max(initial=0)) < _MAX_TABLE_ID:
+        table = np.zeros(int(ids.max(initial=0)) + 1, dtype=np.int64)
+        table[ids] = np.arange(len(ids))
 
     def class_of_id(actions: np.ndarray) -> np.ndarray:
+        if table is not None:
+            return table[actions]
         return id_order[np.searchsorted(sorted_ids, actions)]
 
     det_key, det_frame_order = inputs.det_key, inputs.det_frame_order
@@ -372,8 +412,8 @@ def _evaluate(
     else:
         # PySlowFast keeps every detection, in the order appended (file order), and reads the
         # ground truth in file order.
-        kept = np.arange(len(det_key))
-        within_rank = _rank_in_frame(det_frame_order)
+        kept = _radix_argsort([det_frame_order])
+        within_rank = _rank_in_frame(det_frame_order)[kept]
         gt_score = np.ones(len(gt_key))
         gt_rank = _rank_in_frame(gt_key)
     num_dropped_by_cap = len(det_key) - len(kept)
@@ -388,9 +428,7 @@ def _evaluate(
         keep &= on_gt_frame
     del kept_key, on_gt_frame
     selected, within_rank = kept[keep], within_rank[keep]
-    sel_key, sel_frame_order, sel_score, sel_box = (
-        a[selected] for a in (det_key, det_frame_order, det_score, det_box)
-    )
+    sel_key, sel_score, sel_box = (a[selected] for a in (det_key, det_score, det_box))
     sel_class = class_of_id(det_action[selected])
 
     num_classes = len(ids)
@@ -402,15 +440,15 @@ def _evaluate(
         # Some detection has the same best IoU with several boxes: which one it takes follows
         # the official reader's heap order of the frame's boxes, so replay those frames.
         gt_rank = gt_rank.copy()
-        for frame_key in np.unique(tied_groups // num_classes):
+        for frame_key in _distinct(tied_groups // num_classes):
             rows = np.flatnonzero(gt_key == frame_key)
             ordered = _official_heap_order(rows, gt_score, gt_action, gt_box, len(rows))
             gt_rank[ordered] = np.arange(len(ordered))
         is_tp, _ = _match(det_group, sel_box, within_rank, gt_group, gt_box, gt_rank, iou_threshold)
 
     # Grouped by class, each class in the reference concatenation order: frames in order of
-    # first appearance, then rank in the frame.
-    order = _radix_argsort([within_rank, sel_frame_order, sel_class])
+    # first appearance, then rank in the frame, which is the order of `kept`.
+    order = _radix_argsort([sel_class])
     class_starts = np.searchsorted(sel_class[order], np.arange(num_classes + 1))
     num_gt = np.bincount(gt_class, minlength=num_classes)
 
@@ -458,86 +496,52 @@ def average_precision(scores: np.ndarray, is_tp: np.ndarray, num_groundtruth: in
     return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
 
 
-@dataclass
-class _DetectionColumns:
-    """Detections of label-map classes as arrays: video [N] (index into `videos`),
-    timestamp [N], box [N, 4] (x1, y1, x2, y2), action [N], score [N]; rows in file order."""
-
-    videos: list[str]
-    video: np.ndarray
-    timestamp: np.ndarray
-    box: np.ndarray
-    action: np.ndarray
-    score: np.ndarray
-
-    @classmethod
-    def load(
-        cls, detections: pd.DataFrame | str | Path, ids: np.ndarray, box_check: BoxCheck
-    ) -> _DetectionColumns:
-        """From a frame of `read_ava_csv(kind="detections")`, or from a CSV read piece by
-        piece: a frame holds a Python string per row for the video id, which on files of
-        millions of rows costs more memory than everything else together."""
-        import pandas as pd
-
-        pieces = (
-            [detections]
-            if isinstance(detections, pd.DataFrame)
-            else iter_ava_csv(detections, kind="detections", box_check=box_check)
-        )
-        table: dict[str, int] = {}
-        parts = []
-        for piece in pieces:
-            rows = np.flatnonzero(np.isin(piece["action_id"].to_numpy(), ids))
-            codes, names = pd.factorize(piece["video_id"].to_numpy()[rows])
-            global_codes = np.array(
-                [table.setdefault(v, len(table)) for v in names], dtype=np.int64
-            )
-            parts.append(
-                (
-                    global_codes[codes],
-                    piece["timestamp"].to_numpy(np.int64)[rows],
-                    np.column_stack([piece[c].to_numpy(np.float64)[rows] for c in BOX_COLUMNS]),
-                    piece["action_id"].to_numpy(np.int64)[rows],
-                    piece["score"].to_numpy(np.float64)[rows],
-                )
-            )
-        if not parts:
-            parts = [
-                (
-                    np.zeros(0, np.int64),
-                    np.zeros(0, np.int64),
-                    np.zeros((0, 4)),
-                    np.zeros(0, np.int64),
-                    np.zeros(0),
-                )
-            ]
-        video, timestamp, box, action, score = (np.concatenate(p) for p in zip(*parts, strict=True))
-        return cls(list(table), video, timestamp, box.reshape(-1, 4), action, score)
-
-
 def _frame_keys(
-    gt: pd.DataFrame, det: _DetectionColumns, excluded: set[tuple[str, int]]
+    gt: AvaColumns,
+    gt_rows: np.ndarray,
+    det: AvaColumns,
+    det_rows: np.ndarray,
+    excluded: set[tuple[str, int]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One int64 key per (video_id, timestamp), shared by the ground truth, the detections and
-    the excluded frames."""
-    import pandas as pd
-
-    known = pd.Index(det.videos, dtype=object)
-    other = pd.Series([*gt["video_id"].astype(object), *(v for v, _ in excluded)], dtype=object)
-    codes = known.get_indexer(pd.Index(other))
-    unseen = codes < 0
-    codes[unseen] = pd.factorize(other[unseen].to_numpy())[0] + len(known)
+    """One int64 key per (video_id, timestamp), shared by the ground truth's rows `gt_rows`,
+    the detections' rows `det_rows` and the excluded frames: video codes are the detections',
+    other videos numbered after them (mapped once per distinct video, not per row)."""
+    code = {v: i for i, v in enumerate(det.videos)}
+    for v in [*gt.videos, *(v for v, _ in excluded)]:
+        code.setdefault(v, len(code))
+    gt_video = np.array([code[v] for v in gt.videos], dtype=np.int64)[gt.video[gt_rows]]
+    excluded_video = np.array([code[v] for v, _ in excluded], dtype=np.int64)
     timestamps = [
-        gt["timestamp"].to_numpy(np.int64),
-        det.timestamp,
+        _take(gt.columns["timestamp"], gt_rows, np.int64),
+        _take(det.columns["timestamp"], det_rows, np.int64),
         np.array([t for _, t in excluded], dtype=np.int64),
     ]
     stride = int(max(t.max(initial=0) for t in timestamps)) + 1
     return (
-        codes[: len(gt)].astype(np.int64) * stride + timestamps[0],
-        det.video * stride + timestamps[1],
-        codes[len(gt) :].astype(np.int64) * stride + timestamps[2],
+        gt_video * stride + timestamps[0],
+        _take(det.video, det_rows, np.int64) * stride + timestamps[1],
+        excluded_video * stride + timestamps[2],
     )
+
+
+def _first_appearance_order(key: np.ndarray) -> np.ndarray:
+    """[N] -> [N]: each row's distinct value numbered in order of first appearance.
+
+    Per run of equal values, not per row: files hold a frame's rows together, so there are
+    about as many runs as frames, and the sort is over those.
+    """
+    starts = np.flatnonzero(_run_starts(key))
+    values, first, inverse = np.unique(key[starts], return_index=True, return_inverse=True)
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(values))
+    return np.repeat(rank[inverse.reshape(-1)], np.diff(np.r_[starts, len(key)]))
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (``np.unique`` without return values imports numpy.ma, which
+    costs a small evaluation's start-up)."""
+    ordered = np.sort(values)
+    return ordered[_run_starts(ordered)]
 
 
 def _cap_per_frame(
@@ -555,14 +559,14 @@ def _cap_per_frame(
         cap: detections kept per frame, or None.
 
     Returns:
-        kept: [K] indices of the rows kept, ascending.
+        kept: [K] indices of the rows kept, frame by frame (ascending `frame`), each frame in
+            the official order.
         within_rank: [K] each kept row's position in its frame's official order.
     """
     n = len(frame)
     # By frame, then descending score. Equal scores may come in any order here: where their
     # order matters (a tie at the cap, or within a class) the frame is replayed below.
-    by_score = np.argsort(-score)
-    by_score = by_score[_radix_argsort([frame[by_score]])]
+    by_score = _by_frame_then_score(frame, score)
     sorted_frame = frame[by_score]
     starts = np.flatnonzero(_run_starts(sorted_frame))
     counts = np.diff(np.r_[starts, n])
@@ -595,8 +599,36 @@ def _cap_per_frame(
         rows = np.sort(by_score[s_start : s_start + s_count])  # file order
         ordered = _official_heap_order(rows, score, action, box, limit)
         rank_of_row[ordered] = np.arange(len(ordered))
-    kept = np.flatnonzero(rank_of_row >= 0)
-    return kept, rank_of_row[kept]
+    # Kept rows listed frame by frame (frames in ascending `frame`), each frame in its official
+    # order: placed by rank, since replayed frames are not in `by_score`'s order.
+    kept_count = np.minimum(counts, limit)
+    offset = np.repeat(np.cumsum(kept_count) - kept_count, kept_count)
+    rows = by_score[rank_of_row[by_score] >= 0]
+    within_rank = rank_of_row[rows]
+    kept = np.empty(len(rows), dtype=np.int64)
+    kept[offset + within_rank] = rows
+    return kept, np.arange(len(rows)) - offset
+
+
+def _by_frame_then_score(frame: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """[N] -> [N] the rows ordered by ascending `frame` (non-negative ints), then descending
+    `score`, equal scores of a frame in any order.
+
+    One float sort of ``2 * frame + (1 - score)`` does it when scores lie in [0, 1] and those of
+    a frame differ by more than the key's round-off (~1e-11 at 50,000 frames), as detector
+    scores do. The result is checked, and otherwise two sorts do it exactly: by score, then a
+    stable one by frame.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        order = np.argsort(2.0 * frame + (1.0 - score))
+    sorted_frame, sorted_score = frame[order], score[order]
+    same_frame = sorted_frame[1:] == sorted_frame[:-1]
+    if (sorted_frame[1:] >= sorted_frame[:-1]).all() and not (
+        same_frame & (sorted_score[1:] > sorted_score[:-1])
+    ).any():
+        return order
+    order = np.argsort(-score)
+    return order[_radix_argsort([frame[order]])]
 
 
 def _official_heap_order(
@@ -653,8 +685,16 @@ def _match(
     num_det = len(det_group)
     gt_order = np.lexsort((gt_rank, gt_group))
     sorted_groups = gt_group[gt_order]
-    first = np.searchsorted(sorted_groups, det_group, side="left")
-    count = np.searchsorted(sorted_groups, det_group, side="right") - first
+    # Each detection's boxes: one search among the distinct groups (not two among all boxes).
+    group_start = np.flatnonzero(_run_starts(sorted_groups))
+    groups = sorted_groups[group_start]
+    group_size = np.diff(np.r_[group_start, len(sorted_groups)])
+    found = np.minimum(np.searchsorted(groups, det_group), max(len(groups) - 1, 0))
+    if len(groups):
+        first = group_start[found]
+        count = np.where(groups[found] == det_group, group_size[found], 0)
+    else:
+        first = count = np.zeros(num_det, dtype=np.int64)
     total = int(count.sum())
     pair_det = np.repeat(np.arange(num_det), count)
     pair_start = np.cumsum(count) - count
@@ -701,20 +741,26 @@ def _run_starts(values: np.ndarray) -> np.ndarray:
     return starts
 
 
+_MAX_TABLE_ID = 1 << 20
+"""Action ids below this are mapped to classes by a lookup table (AVA's go to 80)."""
+
+
 def _radix_argsort(keys: list[np.ndarray]) -> np.ndarray:
     """Stable argsort by several non-negative integer keys, the last one most significant.
 
     Least-significant-digit radix sort in 16-bit digits: numpy sorts 16-bit keys stably in
     linear time (radix sort), while int64 keys go to a comparison sort several times slower.
     """
-    order = np.arange(len(keys[0]) if keys else 0)
+    order: np.ndarray | None = None
     for key in keys:
         top = int(key.max(initial=0))
         shift = 0
         while True:
-            digits = ((key[order] >> shift) & 0xFFFF).astype(np.uint16)
-            order = order[np.argsort(digits, kind="stable")]
+            in_order = key if order is None else key[order]
+            digits = ((in_order >> shift) & 0xFFFF).astype(np.uint16)
+            step = np.argsort(digits, kind="stable")
+            order = step if order is None else order[step]
             shift += 16
             if top >> shift == 0:
                 break
-    return order
+    return np.arange(0) if order is None else order

@@ -95,6 +95,29 @@ def _number(value: object, path: Path, key: str) -> float:
     return float(value)
 
 
+def per_class_rows(
+    result: FrameMapResult | SavedResult, groups: LabelMap | None = None
+) -> tuple[list[str], list[list[object]]]:
+    """(columns, rows) of `per_class_table`, without pandas (whose import costs more than
+    evaluating a small file): one row per class with ground truth, highest AP first, ties in
+    the result's class order."""
+    group_of = _group_of(groups) if groups is not None else None
+    rows = []
+    for name, ap in sorted(result.per_class.items(), key=lambda item: -item[1]):
+        row: list[object] = [name, ap]
+        if group_of is not None:
+            row.append(group_of.get(name, NO_GROUP))
+        if isinstance(result, FrameMapResult):
+            row += [
+                result.class_ids[name],
+                result.num_groundtruth[name],
+                result.num_detections[name],
+                result.num_true_positives[name],
+            ]
+        rows.append(row)
+    return _columns(result, groups), rows
+
+
 def per_class_table(
     result: FrameMapResult | SavedResult, groups: LabelMap | None = None
 ) -> pd.DataFrame:
@@ -104,20 +127,15 @@ def per_class_table(
     # pandas is imported where a table is built, not at the top: a tool's --help need not wait.
     import pandas as pd
 
-    group_of = _group_of(groups) if groups is not None else None
-    rows = []
-    for name, ap in result.per_class.items():
-        row: dict[str, object] = {"class": name, "ap": ap}
-        if group_of is not None:
-            row["group"] = group_of.get(name, NO_GROUP)
-        if isinstance(result, FrameMapResult):
-            row["action_id"] = result.class_ids[name]
-            row["groundtruth"] = result.num_groundtruth[name]
-            row["detections"] = result.num_detections[name]
-            row["true_positives"] = result.num_true_positives[name]
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=_columns(result, groups))
-    return table.sort_values("ap", ascending=False, kind="stable").reset_index(drop=True)
+    columns, rows = per_class_rows(result, groups)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def per_class_markdown(result: FrameMapResult | SavedResult, groups: LabelMap | None = None) -> str:
+    """``to_markdown(per_class_table(result, groups))``, without pandas."""
+    columns, rows = per_class_rows(result, groups)
+    numeric = [c not in ("class", "group") for c in columns]
+    return markdown_table(columns, rows, numeric)
 
 
 def group_map(result: FrameMapResult | SavedResult, groups: LabelMap) -> dict[str, float]:
@@ -134,17 +152,17 @@ def to_markdown(table: pd.DataFrame) -> str:
     """A markdown table; AP columns with 4 decimals."""
     import pandas as pd
 
-    header = "| " + " | ".join(table.columns) + " |"
-    align = (
-        "|"
-        + "|".join(
-            "---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns
-        )
-        + "|"
-    )
-    lines = [header, align]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    rows = [list(row) for row in table.itertuples(index=False)]
+    return markdown_table([str(c) for c in table.columns], rows, numeric)
+
+
+def markdown_table(columns: list[str], rows: list[list[object]], numeric: list[bool]) -> str:
+    """A markdown table of `rows` under `columns`, `numeric` ones right-aligned; floats with 4
+    decimals (NaN empty), ``|`` in text escaped."""
+    align = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
+    lines = ["| " + " | ".join(columns) + " |", align]
+    lines.extend("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)
     return "\n".join(lines)
 
 
