@@ -81,6 +81,34 @@ def test_tiny_slow_only_matches_pytorch_on_onnxruntime_and_openvino(slow_tiny):
     _assert_parity(*slow_tiny)
 
 
+@pytest.mark.parametrize(
+    "name, opts",
+    [
+        ("test/SLOWFAST_TINY.yaml", []),
+        ("AVA/SLOWFAST_32x2_R50.yaml", ["RESNET.WIDTH_PER_GROUP", "8", "DATA.NUM_FRAMES", "8"]),
+    ],
+)
+def test_export_layout_writes_every_conv_as_2d_and_keeps_the_scores(tmp_path, name, opts):
+    from detection.checkpoint import load_checkpoint
+    from detection.export.layout import export_layout
+
+    # Narrow R50 has every conv kind of the published model (Fast stem 5x7x7, laterals 5x1x1 of
+    # temporal stride 4, strided shortcuts). At 36 x 44 px res3's input is 9 x 11, odd, so its
+    # strided 1x1x1 shortcut takes the sliced path.
+    cfg = _config(name, *opts, "DATA.TEST_CROP_SIZE", "64")
+    model = build_model(cfg)
+    load_checkpoint(save_weights(cfg, tmp_path / "w.pyth"), model)
+    model.eval()
+    layout = export_layout(model)
+    assert not any(isinstance(m, (torch.nn.Conv3d, torch.nn.BatchNorm3d)) for m in layout.modules())
+    for seed, (height, width) in enumerate([(64, 64), (36, 44)]):
+        clips, boxes = random_inputs(cfg, 2, [0, 1, 1], seed, height, width)
+        with torch.no_grad():
+            expected, got = model(clips, boxes), layout(clips, boxes)
+        assert 0.01 < expected.median() < 0.99
+        assert (got - expected).abs().max() <= TOL
+
+
 def test_exported_file_documents_its_inputs_outputs_and_normalization(slow_tiny):
     import onnx
 
@@ -239,7 +267,8 @@ def test_cached_detector_exports_a_new_frame_size_on_first_use(slow_tiny):
     # The test loader's frames: short side DATA.TEST_CROP_SIZE, long side by the aspect ratio.
     _assert_parity(cfg, model, {"openvino": detector}, height=64, width=112)
     assert [(h, w) for h, w in detector.runtimes] == [(64, 112)]
-    assert len(set(cache.iterdir()) - before) == 3  # .onnx, .xml, .bin
+    # The 3D-conv .onnx, and the .xml and .bin made from it (no ONNX Runtime file).
+    assert len(set(cache.iterdir()) - before) == 3
 
 
 @pytest.mark.slow
@@ -296,6 +325,59 @@ def test_export_tool_writes_onnx_and_openvino_ir_that_match_pytorch(tmp_path, ca
         "openvino": ExportedDetector(output.with_suffix(".xml"), "openvino"),
     }
     _assert_parity(cfg, model.eval(), runtimes)
+
+
+# int8 scores on the calibration clips: mean change from fp32 (tests/test_runtime_selection.py
+# explains the bound).
+INT8_MEAN_TOL = 0.12
+
+
+@pytest.mark.slow
+def test_export_tool_writes_an_int8_file_that_both_engines_run(synthetic_ava, tmp_path, capsys):
+    import onnx
+
+    from detection.apps.export_model import main
+    from detection.export import ClipShape, ExportedDetector, calibration_feeds
+
+    config = ROOT / "configs/synthetic/SLOW_TINY.yaml"
+    opts = ["DATA.PATH_TO_DATA_DIR", str(synthetic_ava.root), "DATA.TEST_CROP_SIZE", "64"]
+    cfg = load_config(str(config), opts)
+    weights = save_weights(cfg, tmp_path / "w.pyth")
+    output = tmp_path / "slow.onnx"
+    argv = ["--config", str(config), *opts, "--weights", str(weights), "--output", str(output)]
+    assert main([*argv, "--int8"]) == 0
+    int8 = output.with_suffix(".int8.onnx")
+    assert capsys.readouterr().out.split() == [str(output), str(int8)]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    ops = [node.op_type for node in onnx.load(str(int8)).graph.node]
+    # Every conv reads a dequantized input and dequantized weights.
+    assert ops.count("DequantizeLinear") >= 2 * ops.count("Conv") > 0
+    fp32 = ExportedDetector(output)
+    engines = {engine: ExportedDetector(int8, engine) for engine in ("onnxruntime", "openvino")}
+    changes: dict[str, list[torch.Tensor]] = {engine: [] for engine in engines}
+    # The calibration clips themselves (8 keyframes, 10 boxes): measured mean changes 0.073
+    # (ONNX Runtime) and 0.047 (OpenVINO).
+    for feed in calibration_feeds(cfg, ClipShape.from_config(cfg)):
+        clips = [torch.from_numpy(feed[name]) for name in fp32.input_names[:-1]]
+        boxes = torch.from_numpy(feed["boxes"])
+        expected = fp32(clips, boxes)
+        for engine, runtime in engines.items():
+            changes[engine].append((runtime(clips, boxes) - expected).abs().flatten())
+    for engine, change in changes.items():
+        assert 0 < torch.cat(change).mean() <= INT8_MEAN_TOL, engine
+
+
+def test_export_tool_int8_without_training_clips_is_one_line_before_exporting(tmp_path, capsys):
+    from detection.apps.export_model import main
+
+    output = tmp_path / "x.onnx"
+    argv = ["--config", str(ROOT / "configs/synthetic/SLOW_TINY.yaml"), "--output", str(output)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--int8", "DATA.PATH_TO_DATA_DIR", str(tmp_path / "no_data")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "no_data" in err[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_tool_reports_a_bad_key_in_one_line(tmp_path, capsys):

@@ -2,8 +2,10 @@
 
 - `export_onnx(cfg, output, weights=...)`: the eval-mode backbone + RoI head as ONNX, inputs
   `slow` [B,3,T/alpha,H,W] (+ `fast` [B,3,T,H,W]) and `boxes` [K,5], output `scores` [K,C]
-  (B and K dynamic); `detection.export.onnx` documents the contract and the normalization.
-- `convert_to_openvino(onnx_path, xml_path)`: the same model as OpenVINO IR (.xml + .bin, fp32).
+  (B and K dynamic); `detection.export.onnx` documents the contract and the normalization. The
+  graph is laid out for ONNX Runtime (`detection.export.layout`: 3D convolutions as 2D ones);
+  `layout=False` keeps the model's 3D convolutions, which OpenVINO runs faster.
+- `convert_to_openvino(onnx_path, xml_path)`: an ONNX export as OpenVINO IR (.xml + .bin, fp32).
 - `ExportedDetector(path, backend)`: runs a file as `runtime([slow, fast], boxes) -> [K, C]`.
 - `load_runtime(cfg, weights, backend)` / `cached_export`: export on first use into a cache
   keyed by a hash of the config, the weights' bytes and the clip size; `CachedDetector` does so

@@ -1,8 +1,10 @@
 """int8 post-training quantization of an exported detector (ONNX Runtime's static quantizer).
 
-The quantized file is the fp32 ONNX export with each convolution's input and weights wrapped in
-QuantizeLinear/DequantizeLinear pairs (QDQ format): weights int8 symmetric per output channel,
-activations uint8 per tensor with ranges from calibration clips (min/max). ONNX Runtime runs it
+The quantized file is the fp32 ONNX export of the model's own 3D convolutions
+(`export_onnx(..., layout=False)`, the graph OpenVINO runs faster) with each convolution's input
+and weights wrapped in QuantizeLinear/DequantizeLinear pairs (QDQ format): weights int8
+symmetric per output channel, activations uint8 per tensor with ranges from calibration clips
+(min/max). ONNX Runtime runs it
 with int8 kernels, and OpenVINO reads the same file and runs its convolutions in int8 (its
 low-precision transformations turn each QDQ pair into FakeQuantize). The RoI head's linear
 projection, RoIAlign and the pooling stay float32, so the scores are the fp32 head's on int8

@@ -48,6 +48,18 @@ def _fold_bn(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
     conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
 
 
+def fold_batchnorms(model: nn.Module) -> nn.Module:
+    """Fold, in place, each BatchNorm3d of `model` that directly follows a conv into that conv
+    (with BN's running statistics) and replace the BN by an identity; returns `model`."""
+    for module in list(model.modules()):
+        for conv_name, bn_name in _CONV_BN_PAIRS:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d):
+                _fold_bn(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+    return model
+
+
 def _frames_to_batch(x: torch.Tensor) -> torch.Tensor:
     """[B, C, T, H, W] -> [B*T, C, H, W] (a view when x is channels-last-3d)."""
     b, c, t, h, w = x.shape
@@ -252,13 +264,7 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     rounding (about 1e-6 on sigmoid scores). It cannot be trained, and its state-dict names
     differ from PySlowFast's, so load checkpoints into `model` before calling this.
     """
-    fast = copy.deepcopy(model).eval()
-    for module in list(fast.modules()):
-        for conv_name, bn_name in _CONV_BN_PAIRS:
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d):
-                _fold_bn(conv, bn)
-                setattr(module, bn_name, nn.Identity())
+    fast = fold_batchnorms(copy.deepcopy(model).eval())
     for parent in list(fast.modules()):
         for name, child in list(parent.named_children()):
             replacement = _replacement(child)
