@@ -12,16 +12,25 @@ the test split (keyframes in order: the video loader's sliding window) and the t
 (shuffled, augmented: random access) at 0 and 2 workers. Clips are AVA's 32 frames at rate
 2 (SLOWFAST_32x2), test short side 256, train crops 224 from short sides 256-320.
 
+The loaders are measured as `build_loader` makes them: the video loader's decoder gets the
+cores its process may use (all of them with 0 workers, one each with 2 workers on 2 cores;
+`detection.data.dataset`), the JPEG loader reads with one thread per process.
+
 A second table times random access alone on the largest size's first video (the cost of one
-training clip): seek to the key frame before the clip and decode forward, with PyAV one
-thread as the reader does (with and without skipping non-reference frames in the run-up),
-with PyAV's frame/slice threads, and torchcodec when it is importable; "same" says whether its
+training clip): seek to the key frame before the clip and decode forward, with the reader
+(which skips non-reference frames it does not return: the run-up's and the B-frames between
+a stride-2 clip's frames) on 1 and 2 threads, with plain PyAV on one thread (no skipping) and
+with its frame/slice threads, and torchcodec when it is importable; "same" says whether its
 frames equal the reader's (torchcodec converts to RGB itself: it is compared with the reader's
 ``color="stream"`` frames, the JPEG colours need the YUV planes).
 
 Prints the tables (the loader table after every repetition, so a long run shows figures
 early); nothing is written except the sets, in a temporary folder or, with --keep DIR, in DIR,
-where a later run finds and reuses them.
+where a later run finds and reuses them. Making the sets takes minutes (about 3 at 640x360 and
+18 at 1280x720 on 2 busy cores); each repetition of the loader table at those two sizes about
+5 more:
+
+    .venv/bin/python benchmarks/data_loading.py --sizes 640x360 1280x720 --keep DIR --repeats 3
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from detection.data.synthetic import generate_synthetic_ava  # noqa: E402
 from detection.data.video import VideoReader, jpeg_rgb  # noqa: E402
 
 VTEST = Path(__file__).resolve().parents[2] / "shared" / "media" / "vtest.avi"
+_REFERENCE_ROW = "reader (PyAV, 1 thread, skips NONREF)"
 
 
 def _encode(
@@ -147,27 +157,15 @@ def _pyav_clip(video: Path, indices: np.ndarray, table: np.ndarray, thread_type:
 
 
 def _access_table(video: Path, args) -> list[tuple[str, float, str]]:
+    """Per decoder: mean over the clips of each clip's fastest read (the decoders take turns
+    clip by clip, so that load from other processes hits them alike); whether its frames are
+    the reader's."""
     clips = _random_clips(video, args.access_clips, args)
     with VideoReader(video) as reader:
         table = reader.layout_frame_times()
-    rows: dict[str, list[float]] = {}
-    same: dict[str, bool] = {}
-    reference: list[np.ndarray] = []
-    stream_colours: list[np.ndarray] = []
 
-    def timed(name: str, read) -> None:
-        start = time.perf_counter()
-        out = [read(c) for c in clips]
-        rows.setdefault(name, []).append((time.perf_counter() - start) / len(clips))
-        if name == "reader (PyAV, 1 thread, NONREF run-up)":
-            reference[:] = out
-        elif name == "torchcodec (1 thread)":
-            same[name] = all(np.array_equal(a, b) for a, b in zip(out, stream_colours, strict=True))
-        else:
-            same[name] = all(np.array_equal(a, b) for a, b in zip(out, reference, strict=True))
-
-    def reader_clip(indices, color="jpeg_bt601"):
-        with VideoReader(video, color=color, keep_frames=False) as reader:
+    def reader_clip(indices, color="jpeg_bt601", threads=1):
+        with VideoReader(video, color=color, keep_frames=False, threads=threads) as reader:
             return reader.read_at_times(indices / 30.0)
 
     try:
@@ -175,23 +173,35 @@ def _access_table(video: Path, args) -> list[tuple[str, float, str]]:
     except (ImportError, RuntimeError, OSError) as e:
         print(f"torchcodec not measured: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
         VideoDecoder = None  # noqa: N806
-    stream_colours[:] = [reader_clip(c, "stream") for c in clips]
 
     def torchcodec_clip(indices):
         decoder = VideoDecoder(str(video), seek_mode="exact", num_ffmpeg_threads=1)
         batch = decoder.get_frames_played_at((table[indices] + 1e-4).tolist())
         return batch.data.permute(0, 2, 3, 1).numpy()
 
+    decoders = {
+        _REFERENCE_ROW: reader_clip,
+        "reader, 2 threads": lambda c: reader_clip(c, threads=2),
+        "PyAV, 1 thread, full run-up": lambda c: _pyav_clip(video, c, table, None),
+        "PyAV, 2 threads FRAME": lambda c: _pyav_clip(video, c, table, "FRAME"),
+        "PyAV, 2 threads SLICE": lambda c: _pyav_clip(video, c, table, "SLICE"),
+    }
+    if VideoDecoder is not None:
+        decoders["torchcodec (1 thread)"] = torchcodec_clip
+    reference = [reader_clip(c) for c in clips]
+    # torchcodec converts to RGB with FFmpeg: compared with the reader's "stream" colours.
+    stream_colours = [reader_clip(c, "stream") for c in clips] if VideoDecoder else []
+    expected = {n: stream_colours if "torchcodec" in n else reference for n in decoders}
+    fastest = {name: np.full(len(clips), np.inf) for name in decoders}
+    same = dict.fromkeys(decoders, True)
     for _ in range(args.repeats):
-        timed("reader (PyAV, 1 thread, NONREF run-up)", reader_clip)
-        timed("PyAV, 1 thread, full run-up", lambda c: _pyav_clip(video, c, table, None))
-        timed("PyAV, 2 threads FRAME", lambda c: _pyav_clip(video, c, table, "FRAME"))
-        timed("PyAV, 2 threads SLICE", lambda c: _pyav_clip(video, c, table, "SLICE"))
-        if VideoDecoder is not None:
-            timed("torchcodec (1 thread)", torchcodec_clip)
-    return [
-        (name, min(times), "yes" if same.get(name, True) else "NO") for name, times in rows.items()
-    ]
+        for k, clip in enumerate(clips):
+            for name, read in decoders.items():
+                start = time.perf_counter()
+                frames = read(clip)
+                fastest[name][k] = min(fastest[name][k], time.perf_counter() - start)
+                same[name] &= bool(np.array_equal(frames, expected[name][k]))
+    return [(name, float(fastest[name].mean()), "yes" if same[name] else "NO") for name in decoders]
 
 
 def _print_table(cells, best, args, repeats_done: int) -> None:

@@ -10,10 +10,11 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from detection.config import get_cfg
+from detection.data import transforms
 from detection.data.annotations import AnnotationError
 from detection.data.dataset import AvaDataset, SameSizeBatchSampler, build_loader, collate
 from detection.data.synthetic import generate_synthetic_ava
-from detection.data.video import VideoReadError
+from detection.data.video import VideoReader, VideoReadError, find_video
 
 
 def _cfg(root, backend="video", arch="slowfast", workers=0):
@@ -69,6 +70,29 @@ def test_video_and_frame_backends_give_the_same_clips(synthetic_ava):
     a, b = by_video[1], by_frames[1]
     torch.testing.assert_close(a["boxes"], b["boxes"])
     assert (a["inputs"][1] - b["inputs"][1]).abs().mean() < 0.05
+
+
+def test_test_items_read_in_order_equal_clips_each_read_alone(synthetic_ava):
+    """Test items read in keyframe order (one reader's window, the next clip's frames kept
+    decoded, the others' B-frames skipped, every clip decoded into one reused buffer) hold
+    exactly the clip that a fresh reader gives for each keyframe."""
+    cfg = _cfg(synthetic_ava.root)
+    dataset = AvaDataset(cfg, "test")
+    items = [dataset[i] for i in range(len(dataset))]
+    video_dir = Path(synthetic_ava.root) / cfg.AVA.VIDEO_DIR
+    for index, item in enumerate(items):
+        keyframe = dataset.keyframes[index]
+        with VideoReader(find_video(video_dir, keyframe.video_id), keep_frames=False) as reader:
+            frames = reader.read_at_times(dataset.clip_indices(index) / cfg.AVA.FPS)
+        clip, _ = transforms.test_transform(
+            frames,
+            keyframe.boxes,
+            short_side=cfg.DATA.TEST_CROP_SIZE,
+            mean=cfg.DATA.MEAN,
+            std=cfg.DATA.STD,
+            bgr=cfg.AVA.BGR,
+        )
+        torch.testing.assert_close(item["inputs"][1], clip, rtol=0, atol=0)
 
 
 def test_train_items_carry_gt_labels_and_augment(synthetic_ava):

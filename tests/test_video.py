@@ -271,6 +271,44 @@ def test_reads_that_go_back_or_jump_past_a_key_frame_seek_and_stay_exact(tmp_pat
     np.testing.assert_array_equal(last[0], everything[115])
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_clips_skip_unwanted_b_frames_and_equal_every_frame_decoded(tmp_path, threads):
+    """Stride-2 clips read without a window, or with the next clip's times, decode fewer
+    frames than they span (non-reference B-frames between their frames are skipped), with any
+    number of decoder threads, into a given buffer; every frame equals the front-to-back
+    decode. A read that wants a frame the previous read skipped seeks for it."""
+    path = tmp_path / "gop300.mp4"
+    _write_noise_video(path, 30, seconds=4.0)
+    with VideoReader(path) as reader:
+        everything = np.stack([image for image, _ in reader.iter_frames()])
+    clips = [clip_frame_indices(c, 32, 2, 120) for c in (32, 62, 92)]
+    with VideoReader(path, threads=threads) as plain:  # keeps a window: only the run-up skips
+        plain.read_at_times(clips[0] / 30.0)
+    with VideoReader(path, keep_frames=False, threads=threads) as reader:
+        buffer = np.zeros((32, 64, 96, 3), np.uint8)
+        got = reader.read_at_times(clips[0] / 30.0, out=buffer)
+        assert got is buffer
+        np.testing.assert_array_equal(got, everything[clips[0]])
+        assert reader.frames_decoded < plain.frames_decoded
+    with VideoReader(path, threads=threads) as reader:
+        for k, clip in enumerate(clips):
+            following = clips[k + 1] / 30.0 if k + 1 < len(clips) else None
+            got = reader.read_at_times(clip / 30.0, next_times_s=following)
+            np.testing.assert_array_equal(got, everything[clip])
+        # Consecutive clips came from the window and its decoder: no seek back to frame 0.
+        assert reader.frames_decoded < clips[-1][-1] + 1
+        before = reader.frames_decoded
+        odd = reader.read_at_times(np.arange(60, 64) / 30.0)  # 61 and 63 were skipped
+        np.testing.assert_array_equal(odd, everything[60:64])
+        assert reader.frames_decoded - before > 20  # sought back to key frame 0
+
+
+def test_out_must_have_the_clips_shape_and_type(vtest):
+    with VideoReader(vtest) as reader:
+        with pytest.raises(ValueError, match="out must be uint8"):
+            reader.read_at_times([0.0, 0.1], out=np.zeros((2, 10, 10, 3), np.uint8))
+
+
 def _libjpeg_upsample(plane: np.ndarray, vertical: bool) -> np.ndarray:
     """libjpeg's h2v1 / h2v2 fancy upsampling written out sample by sample (jdsample.c's
     arithmetic): int [h, w] -> int [h or 2h, 2w]."""

@@ -8,8 +8,10 @@ Two sources of pixels give the same clips (``DATA.DECODING_BACKEND``):
   (``DATA.VIDEO_COLOR``; `VideoReader.read_at_times`); the number of frames is
   ``round(duration * AVA.FPS)``. Test clips are read in keyframe order, each frame decoded
   once: a worker's reader keeps the frames of its last clip (`VideoReader`'s sliding window)
-  and consecutive keyframes' clips overlap it; training clips are random accesses (a seek to
-  the key frame before the clip, then decoding forward).
+  and consecutive keyframes' clips overlap it (frames that neither clip samples are skipped
+  where the codec allows); training clips are random accesses (a seek to the key frame before
+  the clip, then decoding forward). The decoder uses the cores of its process (a worker's
+  share of them) and decodes into one reused clip buffer.
 - ``"frames"``: PySlowFast's extracted frames, ``AVA.FRAME_DIR`` + the paths in the frame
   lists ``AVA.FRAME_LIST_DIR/{AVA.TRAIN_LISTS | AVA.TEST_LISTS}``.
 
@@ -67,6 +69,9 @@ BACKENDS = ("video", "frames")
 # suffice. Test clips come video after video, so one reader is in use (its window holds about a
 # clip's frames), and the previous video's is kept only for a batch straddling the two.
 _MAX_OPEN_VIDEOS = {"train": 8, "test": 2}
+# A cap (not measured beyond 2 cores): each frame thread holds a frame in flight and waits on
+# its reference frames, so many threads mostly add memory to the short decodes of a clip.
+_MAX_DECODING_THREADS = 4
 
 
 def _under(root: Path, path: str) -> Path:
@@ -139,6 +144,9 @@ class AvaDataset(Dataset):
             self._num_frames = {v: len(self._frame_paths[v]) for v in video_ids}
         self._readers: dict[str, VideoReader] = {}
         self._readers_pid = os.getpid()
+        # uint8 [T, H, W, 3] that `__getitem__` decodes each clip into, reused while the clip
+        # size stays (a fresh clip-sized array page-faults in on every item: 88 MB at 720p).
+        self._clip_buffer: np.ndarray | None = None
         # When set (the trainer sets it each epoch, before the epoch's workers start), item i's
         # augmentation draws from (augmentation_seed, i): the same crops and flips whatever the
         # number of workers or ranks. None: draw from torch's generator as described below.
@@ -149,7 +157,7 @@ class AvaDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         # Open files stay with the process that opened them.
-        return {**self.__dict__, "_readers": {}}
+        return {**self.__dict__, "_readers": {}, "_clip_buffer": None}
 
     def _reader(self, video_id: str) -> VideoReader:
         if self._readers_pid != os.getpid():  # a forked worker must not share the parent's files
@@ -161,6 +169,7 @@ class AvaDataset(Dataset):
                 frame_rule=self._frame_rule,
                 color=self._video_color,
                 keep_frames=self.split == "test",
+                threads=_decoding_threads(),
             )
             if len(self._readers) >= _MAX_OPEN_VIDEOS[self.split]:
                 self._readers.pop(next(iter(self._readers))).close()
@@ -193,19 +202,37 @@ class AvaDataset(Dataset):
             center, data.NUM_FRAMES, data.SAMPLING_RATE, self._num_frames[keyframe.video_id]
         )
 
-    def read_frames(self, index: int) -> np.ndarray:
-        """The raw clip of item `index`: uint8 RGB [T, H, W, 3]."""
+    def read_frames(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The raw clip of item `index`: uint8 RGB [T, H, W, 3]; written into `out` (of that
+        shape) and returned when given (video backend; the frames backend ignores it)."""
         video_id = self.keyframes[index].video_id
         indices = self.clip_indices(index)
         if self.backend == "video":
-            return self._reader(video_id).read_at_times(indices / self.cfg.AVA.FPS)
+            fps = self.cfg.AVA.FPS
+            following = index + 1 < len(self) and self.keyframes[index + 1].video_id == video_id
+            # Test clips are read in keyframe order: the next one's frames stay decoded for it.
+            then = (
+                self.clip_indices(index + 1) / fps if self.split == "test" and following else None
+            )
+            return self._reader(video_id).read_at_times(indices / fps, out=out, next_times_s=then)
         paths = self._frame_paths[video_id]
         return read_frame_files([paths[i] for i in indices])
+
+    def _reusable_clip(self, index: int) -> np.ndarray | None:
+        """`_clip_buffer` shaped for item `index`'s raw clip (video backend; None otherwise).
+        Only `__getitem__` uses it: its transforms copy the frames out before it returns."""
+        if self.backend != "video":
+            return None
+        height, width = self.frame_size(self.keyframes[index].video_id)
+        shape = (len(self.clip_indices(index)), height, width, 3)
+        if self._clip_buffer is None or self._clip_buffer.shape != shape:
+            self._clip_buffer = np.empty(shape, np.uint8)
+        return self._clip_buffer
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         cfg = self.cfg
         keyframe = self.keyframes[index]
-        frames = self.read_frames(index)
+        frames = self.read_frames(index, out=self._reusable_clip(index))
         labels = keyframe.multi_hot(cfg.MODEL.NUM_CLASSES)
         boxes_norm = keyframe.boxes
         common = {"mean": cfg.DATA.MEAN, "std": cfg.DATA.STD, "bgr": cfg.AVA.BGR}
@@ -336,6 +363,19 @@ class SameSizeBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def _decoding_threads() -> int:
+    """Decoder threads for a video reader opened in this process: the cores this process may
+    use, shared among the DataLoader's worker processes when it is one of them, at most
+    `_MAX_DECODING_THREADS`."""
+    info = torch.utils.data.get_worker_info()
+    workers = info.num_workers if info is not None else 1
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(1, min(_MAX_DECODING_THREADS, cores // workers))
 
 
 def _seed_worker(worker_id: int) -> None:

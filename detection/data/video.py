@@ -43,11 +43,13 @@ the end of the video give the last frame.
 Seeking: a read seeks once to the key frame at or before the earliest wanted frame and decodes
 forward only until every wanted frame is served; it never loads a whole video. In the run-up
 to the first wanted frame, frames that no other frame references (most B-frames) are skipped
-when the frame times are known (the ffmpeg rule's packet scan). Sliding window (`VideoReader`'s
-``keep_frames``): the frames of the last read stay decoded and converted, and a read that starts
-inside them, or ahead with no key frame in between, continues the decoder instead of seeking,
-so the overlapping clips of consecutive keyframes decode and convert each frame once. Which path
-served a read never changes its frames.
+when the frame times are known (the ffmpeg rule's packet scan); under the ffmpeg rule, so are
+those between the wanted frames of a read that keeps no window or knows the next read's times
+(`read_at_times`). Sliding window (`VideoReader`'s ``keep_frames``): the frames of the last
+read stay decoded and converted, and a read that starts inside them (and, under the ffmpeg
+rule, finds every frame it wants there), or ahead with no key frame in between, continues the
+decoder instead of seeking, so the overlapping clips of consecutive keyframes decode and
+convert each frame once. Which path served a read never changes its frames.
 
 Rotation: when the stream carries a display matrix with a multiple of 90 degrees (phone videos),
 frames are rotated to display orientation (as ffmpeg does) and `size` reports the displayed
@@ -63,7 +65,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 import av
 import cv2
@@ -203,6 +205,16 @@ def _scan_packets(
     return source[chosen, 0], source[:, 0], np.sort(np.asarray(keyframes, dtype=np.int64))
 
 
+def _has_time(sorted_times: np.ndarray, time_s: float) -> bool:
+    """Whether `time_s` is one of `sorted_times` (float64 [N], s), up to float rounding."""
+    k = int(np.searchsorted(sorted_times, time_s))
+    return any(
+        abs(float(sorted_times[i]) - time_s) <= _TIE_EPS_S
+        for i in (k - 1, k)
+        if 0 <= i < len(sorted_times)
+    )
+
+
 def _divide_half_away(numerator: np.ndarray, denominator: int) -> np.ndarray:
     """int64 numerator / positive denominator, rounded to nearest with halves away from zero."""
     magnitude = (2 * np.abs(numerator) + denominator) // (2 * denominator)
@@ -262,12 +274,16 @@ _CHROMA_TO_FULL = _range_expansion_table(chroma=True)
 _C = np.arange(256, dtype=np.int64) - 128
 _CR_R = ((_fix(1.40200) * _C + 32768) >> 16).astype(np.int16)
 _CB_B = ((_fix(1.77200) * _C + 32768) >> 16).astype(np.int16)
-# Green takes both: libjpeg's floor((Cb_g[cb] + Cr_g[cr] + 32768) / 65536), with the two
-# 16-bit fixed-point terms as float32 multiples of 2^-16 (exact: |numerator| < 2^24). Their sum
-# is exact too, and the -32767 moves every value off a rounding tie, so rounding the sum to the
+# Green takes both: libjpeg's floor((Cb_g[cb] + Cr_g[cr] + 32768) / 65536) with the 16-bit
+# fixed-point terms Cb_g = -FIX(0.34414) (cb - 128), Cr_g = -FIX(0.71414) (cr - 128), computed as
+# one `cv2.addWeighted` of the two planes: every product, sum and the offset is a multiple of
+# 2^-16 below 2^8 in magnitude, which float32 holds exactly (|numerator| < 2^24), so the order
+# of the float operations (or a fused multiply-add) cannot change the value; the offset's
+# -32767 / 65536 (not -32768) moves every value off a rounding tie, so rounding it to the
 # nearest integer (what OpenCV does when it writes int16) is libjpeg's floor.
-_CB_G = (-_fix(0.34414) * _C / 65536).astype(np.float32)
-_CR_G = ((1 - _fix(0.71414) * _C) / 65536).astype(np.float32)
+_CB_G_SCALE = -_fix(0.34414) / 65536
+_CR_G_SCALE = -_fix(0.71414) / 65536
+_G_OFFSET = (1 + 128 * (_fix(0.34414) + _fix(0.71414))) / 65536
 # libjpeg's "fancy" upsampling as OpenCV filters: output = floor((taps . samples + bias) / 2^s)
 # = round((taps . samples + bias - (2^s - 1) / 2) / 2^s), never a tie, and float32 holds every
 # partial sum exactly, so `cv2.filter2D` with the taps / 2^s and that delta gives libjpeg's
@@ -287,8 +303,8 @@ _H2V2 = [
 ]
 
 
-# Rows per block of the final Y'CbCr -> RGB step. Blocks reuse small temporaries (two float32,
-# two int16 and three uint8 planes: 2.5 MB for 128 rows of a 1280-wide frame) rather than
+# Rows per block of the final Y'CbCr -> RGB step. Blocks reuse small temporaries (two int16
+# and three uint8 planes: 1.1 MB for 128 rows of a 1280-wide frame) rather than
 # allocate whole-frame ones for every frame (about 16 MB at 720p), which page-fault in on every
 # frame when the allocator hands them out as freshly mapped pages (a long-running loader often
 # does): about 3x slower (benchmarks/colour_path.py). Much smaller blocks pay OpenCV's per-call
@@ -301,7 +317,7 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: type[np.generic]) -> np.n
     """This thread's reusable buffer `name` (uninitialized; replaced when the shape or dtype
     changes): `jpeg_rgb`'s temporaries, so that converting a frame writes into memory the
     process already has, except for the returned image. One set per thread, so threads that
-    convert at the same time never share a buffer; about 5 MB for 720p frames."""
+    convert at the same time never share a buffer; about 4 MB for 720p frames."""
     buffers: dict[str, np.ndarray] | None = getattr(_scratch_buffers, "buffers", None)
     if buffers is None:
         buffers = _scratch_buffers.buffers = {}
@@ -369,7 +385,6 @@ def jpeg_rgb(frame: av.VideoFrame) -> np.ndarray:
         )
     rgb = np.empty((height, width, 3), np.uint8)
     block = (min(_ROWS_PER_BLOCK, height), width)
-    cb_green, cr_green = (_scratch(n, block, np.float32) for n in ("cb_green", "cr_green"))
     green_offset, offset = (_scratch(n, block, np.int16) for n in ("green_offset", "offset"))
     channels = [_scratch(n, block, np.uint8) for n in ("red", "green", "blue")]
     for top in range(0, height, _ROWS_PER_BLOCK):
@@ -377,11 +392,8 @@ def jpeg_rgb(frame: av.VideoFrame) -> np.ndarray:
         count = rows_here.stop - top
         y, b, r = luma[rows_here], cb[rows_here], cr[rows_here]
         red, green, blue = (channel[:count] for channel in channels)
-        cv2.add(
-            cv2.LUT(b, _CB_G, dst=cb_green[:count]),
-            cv2.LUT(r, _CR_G, dst=cr_green[:count]),
-            dst=green_offset[:count],
-            dtype=cv2.CV_16S,
+        cv2.addWeighted(
+            b, _CB_G_SCALE, r, _CR_G_SCALE, _G_OFFSET, dst=green_offset[:count], dtype=cv2.CV_16S
         )
         # cv2.add with an 8-bit result saturates to 0..255, as libjpeg's range limit does.
         cv2.add(y, green_offset[:count], dst=green, dtype=cv2.CV_8U)
@@ -389,6 +401,32 @@ def jpeg_rgb(frame: av.VideoFrame) -> np.ndarray:
         cv2.add(y, cv2.LUT(b, _CB_B, dst=offset[:count]), dst=blue, dtype=cv2.CV_8U)
         cv2.merge([red, green, blue], dst=rgb[rows_here])
     return rgb
+
+
+class _Clip:
+    """The frames of one read, written into place as they are served: uint8 [N, H, W, 3], into
+    `out` when given (checked against the first frame's shape), else a new array."""
+
+    def __init__(self, path: Path, count: int, out: np.ndarray | None) -> None:
+        self.path, self.count, self.out = path, count, out
+        self.frames: np.ndarray | None = None
+
+    def put(self, position: int, image: np.ndarray) -> None:
+        if self.frames is None:
+            shape = (self.count, *image.shape)
+            if self.out is None:
+                self.frames = np.empty(shape, np.uint8)
+            elif self.out.shape != shape or self.out.dtype != np.uint8:
+                raise ValueError(
+                    f"{self.path}: out must be uint8 {shape}, got {self.out.dtype} {self.out.shape}"
+                )
+            else:
+                self.frames = self.out
+        self.frames[position] = image
+
+    def array(self) -> np.ndarray:
+        assert self.frames is not None
+        return self.frames
 
 
 class _Decoded:
@@ -418,6 +456,9 @@ class VideoReader:
     AVA's 32x2 clips). ``keep_frames=False`` keeps only the last two frames (for random access,
     e.g. training, where the window is rarely reused). The frames returned are the same either
     way.
+
+    `threads`: decoding threads (FFmpeg's frame and slice threads when more than 1; a loader
+    gives each worker process its share of the cores). The frames are the same for any count.
     """
 
     def __init__(
@@ -428,6 +469,7 @@ class VideoReader:
         color: Color = "jpeg_bt601",
         layout_fps: float = 30.0,
         keep_frames: bool = True,
+        threads: int = 1,
     ):
         self.path = Path(path)
         if frame_rule not in FRAME_RULES:
@@ -436,6 +478,8 @@ class VideoReader:
             raise ValueError(f"color must be one of {COLORS}, got {color!r}")
         if not layout_fps > 0:
             raise ValueError(f"layout_fps must be positive, got {layout_fps!r}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads!r}")
         self.frame_rule, self.color, self.layout_fps = frame_rule, color, float(layout_fps)
         self.keep_frames = keep_frames
         # Frames decoded so far by read_at_times and iter_frames (seeks' run-ups included).
@@ -450,9 +494,13 @@ class VideoReader:
             self._container.close()
             raise VideoReadError(f"{self.path}: no video stream")
         self._stream = self._container.streams.video[0]
-        # One decoding thread: loaders parallelize over clips with worker processes, and frame
-        # threads only add latency and contention to the short decodes a clip needs.
-        self._stream.codec_context.thread_count = 1
+        # Set before the first decode opens the codec. FFmpeg's threads decode the next frames
+        # while this thread converts colours: on 2 cores, a 720p pass that converts every other
+        # frame took 7-8 ms per frame instead of 16; with every core already busy (loader
+        # workers), more threads only contend.
+        if threads > 1:
+            self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = threads
         if self._stream.time_base is None:
             self.close()
             raise VideoReadError(f"{self.path}: the video stream has no time base")
@@ -479,6 +527,12 @@ class VideoReader:
         # that continues right after the last of them; None after a failure or an iter_frames.
         self._window: list[_Decoded] = []
         self._decoder: Iterator[av.VideoFrame] | None = None
+        # Which packets skip non-reference frames (`_skips`): those before `_skip_below` (s, a
+        # seek's run-up) and, during a read that skips, those of frames not in `_wanted`
+        # (sorted frame times, s) before `_skip_until` (s).
+        self._skip_below = -math.inf
+        self._wanted: np.ndarray | None = None
+        self._skip_until = -math.inf
         # Source frame time (s from the stream start) of each layout frame under the ffmpeg
         # rule, and the key frame times; read from the packet timestamps on first use.
         self._layout_times: np.ndarray | None = None
@@ -578,17 +632,17 @@ class VideoReader:
         for H.264 with B-frames), the others are, so every frame from there on is the same.
         """
         back_s = 0.0
-        skip_below = -math.inf
+        self._skip_below = -math.inf
         if self._frame_times is not None:
             before = np.searchsorted(self._frame_times, time_s - _TIE_EPS_S, side="left") - 1
             if before >= 0:
-                skip_below = float(self._frame_times[before]) - _TIE_EPS_S
+                self._skip_below = float(self._frame_times[before]) - _TIE_EPS_S
         while True:
             target = max(0.0, time_s - back_s)
             pts = self._start_pts + int(math.floor(target / self._time_base))
             try:
                 self._container.seek(pts, stream=self._stream, backward=True)
-                frames = self._decode_packets(skip_below)
+                frames = self._decode_packets()
                 first = next(frames, None)
             except av.FFmpegError as e:
                 raise VideoReadError(
@@ -608,62 +662,108 @@ class VideoReader:
         except av.FFmpegError as e:
             raise VideoReadError(f"{self.path}: decoding failed after {time_s:.3f} s: {e}") from e
 
-    def _decode_packets(self, skip_below: float) -> Iterator[av.VideoFrame]:
-        """Decode from the demuxer's position; packets whose time is below `skip_below` (s)
-        skip non-reference frames."""
+    def _decode_packets(self) -> Iterator[av.VideoFrame]:
+        """Decode from the demuxer's position; packets for which `_skips` holds skip
+        non-reference frames."""
         context = self._stream.codec_context
         for packet in self._container.demux(self._stream):
-            early = packet.pts is not None and (
-                (packet.pts - self._start_pts) * self._time_base < skip_below
+            skip = packet.pts is not None and self._skips(
+                (packet.pts - self._start_pts) * self._time_base
             )
-            context.skip_frame = "NONREF" if early else "DEFAULT"
+            context.skip_frame = "NONREF" if skip else "DEFAULT"
             yield from context.decode(packet)
 
-    def _continues(self, time_s: float) -> bool:
-        """Whether a read whose earliest frame is at `time_s` continues the window's decoder
-        rather than seeking: `time_s` is in the window, or ahead of it with no key frame in
+    def _skips(self, time_s: float) -> bool:
+        """Whether the frame at `time_s` need not be output, so that its packet may skip a
+        non-reference frame: it is in a seek's run-up (`_decode_from`), or the current read
+        skips (`read_at_times`) and the frame is not among `_wanted` (its frames and the next
+        read's) and comes before the read's last frame (`_skip_until`; later frames stay
+        decoded for the next read). `_continues` seeks for a read that wants a skipped frame."""
+        if time_s < self._skip_below:
+            return True
+        wanted = self._wanted
+        if wanted is None or time_s >= self._skip_until - _TIE_EPS_S:
+            return False
+        return not _has_time(wanted, time_s)
+
+    def _continues(self, times: np.ndarray) -> bool:
+        """Whether a read of the sorted `times` continues the window's decoder rather than
+        seeking: its earliest time is in the window, or ahead of it with no key frame in
         between (a seek would land at or before where the decoder is; without the key frame
-        table, up to `_RESUME_MAX_S` ahead)."""
+        table, up to `_RESUME_MAX_S` ahead). Under the ffmpeg rule, every wanted time inside
+        the window must be one of its frames (the last read may have skipped others)."""
         if not self._window or self._decoder is None:
             return False
+        time_s = float(times[0])
         start, end = self._window[0].time, self._window[-1].time
         if time_s + _TIE_EPS_S < start:
             return False
         if time_s <= end + _TIE_EPS_S:
-            return True
+            if self.frame_rule != "ffmpeg":
+                return True
+            kept = np.array([entry.time for entry in self._window])
+            inside = times[times <= end + _TIE_EPS_S]
+            return all(_has_time(kept, float(t)) for t in inside)
         if self._keyframe_times is None:
             return time_s <= end + _RESUME_MAX_S
         landing = np.searchsorted(self._keyframe_times, time_s + _TIE_EPS_S, side="right") - 1
         return bool(landing < 0 or self._keyframe_times[landing] <= end + _TIE_EPS_S)
 
-    def _entries_from(self, time_s: float) -> Iterator[_Decoded]:
-        """Decoded frames in presentation order from at or before `time_s`: the window, then its
-        decoder (see `_continues`), or a fresh seek."""
-        if self._continues(time_s) and self._decoder is not None:
+    def _entries_from(self, times: np.ndarray) -> Iterator[_Decoded]:
+        """Decoded frames in presentation order from at or before the first of the sorted
+        `times`: the window, then its decoder (see `_continues`), or a fresh seek."""
+        if self._continues(times) and self._decoder is not None:
             kept, decoder = self._window, self._decoder
         else:
-            kept, decoder = [], self._decode_from(time_s)
+            kept, decoder = [], self._decode_from(float(times[0]))
             self._window, self._decoder = [], decoder
         fresh = (_Decoded(frame, self._frame_time(frame)) for frame in decoder)
         return itertools.chain(kept, fresh)
 
-    def _source_times(self, times: np.ndarray) -> np.ndarray:
-        """Layout times -> the times of the source frames ffmpeg's rule puts there; times past
-        the last layout frame are kept (the past-the-end rules of `read_at_times` apply)."""
+    def _source_times(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Layout times -> the times of the source frames ffmpeg's rule puts there, and bool
+        [N] whether each is a frame's time: times past the last layout frame are kept (the
+        past-the-end rules of `read_at_times` apply)."""
         table = self.layout_frame_times()
         slots = np.rint(times * self.layout_fps).astype(np.int64)
-        return np.where(slots < len(table), table[np.clip(slots, 0, len(table) - 1)], times)
+        exact = slots < len(table)
+        return np.where(exact, table[np.clip(slots, 0, len(table) - 1)], times), exact
 
-    def read_at_times(self, times_s: Sequence[float] | np.ndarray) -> np.ndarray:
+    def read_at_times(
+        self,
+        times_s: Sequence[float] | np.ndarray,
+        out: np.ndarray | None = None,
+        *,
+        next_times_s: Sequence[float] | np.ndarray | None = None,
+    ) -> np.ndarray:
         """The frames at `times_s` (seconds from the start of the video, any order, repeats
-        allowed) under the reader's frame rule: uint8 RGB [N, H, W, 3]."""
+        allowed) under the reader's frame rule: uint8 RGB [N, H, W, 3].
+
+        `out`: uint8 [N, H, W, 3] to write the frames into and return, e.g. one buffer reused
+        for every clip of a loader (a new clip-sized array page-faults in on every call: tens of
+        MB at 720p); a new array when None.
+
+        Skipping (ffmpeg frame rule): a read decodes the frames between its wanted ones only as
+        far as other frames reference them (most B-frames are not reconstructed: for a stride-2
+        clip of H.264 with B-frames about a quarter of its decoding) when it keeps no window
+        (``keep_frames=False``) or when `next_times_s`, the times the next read will want (e.g.
+        the next keyframe's clip), says which frames to keep for it; otherwise, and under the
+        nearest rule, only a seek's run-up skips. A later read that wants a skipped frame seeks.
+        The frames returned are the same either way."""
         times = np.asarray(times_s, dtype=np.float64)
         if times.ndim != 1 or times.size == 0:
             raise ValueError(f"{self.path}: times_s must be a non-empty 1-D sequence")
+        self._wanted = None
         if self.frame_rule == "ffmpeg":
-            times = self._source_times(times)
+            times, exact = self._source_times(times)
+            if exact.any() and (next_times_s is not None or not self.keep_frames):
+                spared = times[exact]
+                if next_times_s is not None:
+                    then, then_exact = self._source_times(np.asarray(next_times_s, np.float64))
+                    spared = np.concatenate([spared, then[then_exact]])
+                self._wanted, self._skip_until = np.unique(spared), float(times[exact].max())
         order = np.argsort(times, kind="stable")
-        out: list[np.ndarray | None] = [None] * times.size
+        clip = _Clip(self.path, times.size, out)
         pending = 0  # next position in `order` to serve
         # Frames of this read, in order, from the one before the first that serves a time (the
         # run-up from a key frame is not kept).
@@ -671,7 +771,7 @@ class VideoReader:
         prev: _Decoded | None = None
         last_time = -math.inf
         try:
-            for entry in self._entries_from(float(times[order[0]])):
+            for entry in self._entries_from(times[order]):
                 t_frame = entry.time
                 if t_frame < last_time:
                     continue  # some demuxers repeat a frame after a seek; pts only move forward
@@ -682,7 +782,7 @@ class VideoReader:
                     t = times[order[pending]]
                     use_prev = prev is not None and (t - last_time) <= (t_frame - t) + _TIE_EPS_S
                     chosen = prev if use_prev and prev is not None else entry
-                    out[order[pending]] = self._rgb(chosen)
+                    clip.put(order[pending], self._rgb(chosen))
                     pending += 1
                 if pending == times.size:
                     break
@@ -692,10 +792,10 @@ class VideoReader:
             raise
         self._window = seen if self.keep_frames else seen[-2:]
         if pending < times.size:
-            self._serve_past_end(times[order[pending:]], prev, last_time, order[pending:], out)
-        return np.stack(cast(list[np.ndarray], out))
+            self._serve_past_end(times[order[pending:]], prev, last_time, order[pending:], clip)
+        return clip.array()
 
-    def _serve_past_end(self, times, prev, last_time, positions, out) -> None:
+    def _serve_past_end(self, times, prev, last_time, positions, clip: _Clip) -> None:
         """Times after the last decoded frame get that frame, unless the file ends before the
         duration its header declares (a truncated or corrupt file, which must not pass silently)."""
         if prev is None:
@@ -712,14 +812,14 @@ class VideoReader:
             )
         rgb = self._rgb(prev)
         for position in positions:
-            out[position] = rgb
+            clip.put(position, rgb)
 
     def iter_frames(
         self, start_s: float = 0.0, end_s: float | None = None
     ) -> Iterator[tuple[np.ndarray, float]]:
         """Every decoded frame with ``start_s <= time < end_s`` as
         (uint8 RGB [H, W, 3], time in s)."""
-        self._window, self._decoder = [], None
+        self._window, self._decoder, self._wanted = [], None, None
         for frame in self._decode_from(start_s):
             t_frame = self._frame_time(frame)
             if end_s is not None and t_frame >= end_s:
