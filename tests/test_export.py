@@ -90,7 +90,8 @@ def test_tiny_slow_only_matches_pytorch_on_onnxruntime_and_openvino(slow_tiny):
 )
 def test_export_layout_writes_every_conv_as_2d_and_keeps_the_scores(tmp_path, name, opts):
     from detection.checkpoint import load_checkpoint
-    from detection.export.layout import export_layout
+    from detection.export.layout import ResidualBlock2d, export_layout
+    from detection.models.resnet3d import ResBlock
 
     # Narrow R50 has every conv kind of the published model (Fast stem 5x7x7, laterals 5x1x1 of
     # temporal stride 4, strided shortcuts). At 36 x 44 px res3's input is 9 x 11, odd, so its
@@ -101,12 +102,105 @@ def test_export_layout_writes_every_conv_as_2d_and_keeps_the_scores(tmp_path, na
     model.eval()
     layout = export_layout(model)
     assert not any(isinstance(m, (torch.nn.Conv3d, torch.nn.BatchNorm3d)) for m in layout.modules())
+    # Every residual block adds and applies its ReLU in its last conv's 2D view.
+    assert not any(isinstance(m, ResBlock) for m in layout.modules())
+    assert any(isinstance(m, ResidualBlock2d) for m in layout.modules())
     for seed, (height, width) in enumerate([(64, 64), (36, 44)]):
         clips, boxes = random_inputs(cfg, 2, [0, 1, 1], seed, height, width)
         with torch.no_grad():
             expected, got = model(clips, boxes), layout(clips, boxes)
         assert 0.01 < expected.median() < 0.99
         assert (got - expected).abs().max() <= TOL
+
+
+def test_collapse_reshapes_drops_chained_and_identity_reshapes_and_keeps_the_values():
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from detection.export.onnx import collapse_reshapes
+
+    def shape(name, dims):
+        return numpy_helper.from_array(np.array(dims, dtype=np.int64), name)
+
+    # x [B, 4, 6] -> [B, 24] -> [B, 4, 6] (a chain ending where it began) -> relu;
+    # x -> [B, 6, 4] -> [B, 3, 8] (a chain to a new shape) -> relu.
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["x_flat"], allowzero=1),
+        helper.make_node("Reshape", ["x_flat", "back"], ["x_back"], allowzero=1),
+        helper.make_node("Relu", ["x_back"], ["same"]),
+        helper.make_node("Reshape", ["x", "s64"], ["x_64"]),
+        helper.make_node("Reshape", ["x_64", "s38"], ["x_38"]),
+        helper.make_node("Relu", ["x_38"], ["moved"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4, 6])],
+        [
+            helper.make_tensor_value_info("same", TensorProto.FLOAT, ["B", 4, 6]),
+            helper.make_tensor_value_info("moved", TensorProto.FLOAT, ["B", 3, 8]),
+        ],
+        [shape("flat", [-1, 24]), shape("back", [-1, 4, 6]), shape("s64", [-1, 6, 4])]
+        + [shape("s38", [-1, 3, 8])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    x = np.random.default_rng(0).standard_normal((2, 4, 6)).astype(np.float32)
+
+    def run(model):
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, {"x": x})
+
+    expected = run(proto)
+    collapse_reshapes(proto)
+    onnx.checker.check_model(proto)
+    assert [n.op_type for n in proto.graph.node] == ["Relu", "Reshape", "Relu"]
+    assert proto.graph.node[0].input[0] == "x" and proto.graph.node[1].input[0] == "x"
+    assert {t.name for t in proto.graph.initializer} == {"s38"}
+    for got, want in zip(run(proto), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_exported_residual_adds_read_their_conv_directly(tmp_path):
+    import onnx
+
+    from detection.export import export_onnx
+
+    # Narrow R50: strided and unstrided shortcuts, temporal and 1x1x1 first convs.
+    cfg = _config(
+        "AVA/SLOWFAST_32x2_R50.yaml", "RESNET.WIDTH_PER_GROUP", "8", "DATA.NUM_FRAMES", "8"
+    )
+    proto = onnx.load(str(export_onnx(cfg, tmp_path / "m.onnx", height=64, width=64)))
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    consumers = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    assert not any(
+        node.op_type == "Reshape" and producer.get(node.input[0], node).op_type == "Reshape"
+        for node in proto.graph.node
+    )
+
+    # The residual adds (a ReLU follows them; the Fast stem's tap sum is one too, of reshaped
+    # taps): one input is the block's last conv, the other the previous block's ReLU or the
+    # shortcut conv, with no Reshape in between, which is what lets ONNX Runtime keep its blocked
+    # layout and fuse the add into the conv.
+    def kind(name: str) -> str:
+        return producer[name].op_type if name in producer else "constant or input"
+
+    residual = [
+        sorted(kind(name) for name in node.input)
+        for node in proto.graph.node
+        if node.op_type == "Add"
+        and [c.op_type for c in consumers[node.output[0]]] == ["Relu"]
+        and "Conv" in [kind(name) for name in node.input]
+    ]
+    assert len(residual) == 2 * (3 + 4 + 6 + 3)  # R50's blocks, in both pathways
+    for kinds in residual:
+        assert kinds in (["Conv", "Conv"], ["Conv", "Relu"]), kinds
 
 
 def test_exported_file_documents_its_inputs_outputs_and_normalization(slow_tiny):

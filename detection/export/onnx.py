@@ -23,7 +23,8 @@ folds each BatchNorm into the conv before it (and OpenVINO needs that pass: with
 zero bias is a dynamic Expand that OpenVINO's reader rejects). With ``layout=True`` (the
 default: the file ONNX Runtime runs) the eval model is first rewritten by
 `detection.export.layout.export_layout`, BN folded and every 3D convolution written as a 2D one
-in standard ONNX ops, which ONNX Runtime runs 1.1-1.25x faster (R50 at 224, 1 thread);
+in standard ONNX ops, and the exported graph's chained Reshapes collapsed (`collapse_reshapes`),
+which ONNX Runtime runs 1.2x faster (R50 at 224, 1 thread, process CPU time);
 OpenVINO runs the model's own 3D convolutions (``layout=False``) 1.25x faster than that layout,
 so its IR is converted from that graph. torchvision's ``roi_align`` becomes ONNX ``RoiAlign``
 (opset 16+), whose ``coordinate_transformation_mode`` is "half_pixel" for DETECTION.ALIGNED True
@@ -53,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 OPSET = 20
 # Bump when the exported graph or its metadata change, so that cached files are rebuilt.
-EXPORT_FORMAT_VERSION = "2"
+EXPORT_FORMAT_VERSION = "3"
 # Upper bounds torch.export needs for the dynamic dimensions; a runtime accepts any size.
 _MAX_BATCH = 1024
 _MAX_BOXES = 1 << 16
@@ -239,12 +240,82 @@ def onnx_model(
     if program is None:  # only when exporting to a path given as `f`, which is not done here
         raise RuntimeError("torch.onnx.export returned no ONNX program")
     proto = program.model_proto
+    if layout:
+        collapse_reshapes(proto)
     proto.doc_string = IO_DOC
     for node in proto.graph.node:
         # Drop the per-node stack traces and class paths of this machine's checkout.
         del node.metadata_props[:]
     onnx.helper.set_model_props(proto, metadata)
     return proto
+
+
+def collapse_reshapes(proto: Any) -> None:
+    """Rewrite `proto` (an `onnx.ModelProto`, in place) without chained and identity Reshapes.
+
+    A Reshape of a Reshape reads the first one's input instead (the same elements in the same
+    order), and a Reshape to the shape its input already has (known from the graph's value_info,
+    the batch written as -1) is dropped. The 2D layout leaves such pairs between residual blocks
+    (`ResidualBlock2d`); without them the block output reaches the next block's convs directly,
+    where ONNX Runtime keeps it in its blocked NCHWc layout instead of reordering it back and
+    forth, and fuses the residual add into the conv.
+    """
+    onnx = require("onnx", "ONNX export")
+    graph = proto.graph
+    constants = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    known = {
+        info.name: [
+            d.dim_value if d.HasField("dim_value") else None
+            for d in info.type.tensor_type.shape.dim
+        ]
+        for info in [*graph.value_info, *graph.input]
+        if info.type.tensor_type.HasField("shape")
+    }
+
+    def target(node: Any) -> list[int] | None:
+        tensor = constants.get(node.input[1])
+        if tensor is None:
+            return None
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        dims = [int(v) for v in onnx.numpy_helper.to_array(tensor)]
+        return dims if allowzero or 0 not in dims else None
+
+    outputs = {out.name for out in graph.output}
+    rename: dict[str, str] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx"):
+            continue
+        dims = target(node)
+        if dims is None:
+            continue
+        source = producer.get(node.input[0])
+        if source is not None and source.op_type == "Reshape" and source.domain in ("", "ai.onnx"):
+            node.input[0] = source.input[0]
+        have = known.get(node.input[0])
+        if (
+            node.output[0] not in outputs
+            and have is not None
+            and len(have) == len(dims)
+            and dims[0] == -1
+            and all(d is not None and d == t for d, t in zip(have[1:], dims[1:], strict=True))
+        ):
+            rename[node.output[0]] = node.input[0]
+    used = set(outputs)
+    # Drop the Reshapes nothing reads any more, last first so that chains go in one pass.
+    for node in reversed(list(graph.node)):
+        if node.op_type == "Reshape" and node.output[0] not in used:
+            graph.node.remove(node)
+        else:
+            used.update(node.input)
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
+    defined = {out for node in graph.node for out in node.output}
+    defined |= {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    for info in [info for info in graph.value_info if info.name not in defined]:
+        graph.value_info.remove(info)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
