@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detection.models.optimize import fold_batchnorms
+from detection.models.optimize import fold_batchnorms, is_pointwise_in_space, replace_submodules
 from detection.models.resnet3d import ResBlock
 
 # (conv, ReLU) attribute pairs of our modules where the ReLU follows the conv (and its BN, folded
@@ -78,16 +78,7 @@ class TemporalConv2d(nn.Module):
 
     @staticmethod
     def supports(conv: nn.Conv3d) -> bool:
-        _, kh, kw = conv.kernel_size
-        return (
-            kh == kw == 1
-            and conv.stride[1] == conv.stride[2]
-            and not isinstance(conv.padding, str)
-            and conv.padding[1:] == (0, 0)
-            and conv.dilation == (1, 1, 1)
-            and conv.groups == 1
-            and (conv.stride[1] == 1 or conv.kernel_size[0] == 1)
-        )
+        return is_pointwise_in_space(conv) and (conv.stride[1] == 1 or conv.kernel_size[0] == 1)
 
     def conv2d(
         self, x: torch.Tensor, flat_hw: bool = False
@@ -223,11 +214,12 @@ class ResidualBlock2d(nn.Module):
         return y.reshape(-1, y.shape[1], y.shape[2], h, w)
 
 
-def _replacement(conv: nn.Conv3d) -> nn.Module | None:
-    if TemporalConv2d.supports(conv):
-        return TemporalConv2d(conv)
-    if FramewiseConv2d.supports(conv):
-        return FramewiseConv2d(conv)
+def _replacement(module: nn.Module) -> nn.Module | None:
+    if isinstance(module, nn.Conv3d):
+        if TemporalConv2d.supports(module):
+            return TemporalConv2d(module)
+        if FramewiseConv2d.supports(module):
+            return FramewiseConv2d(module)
     return None
 
 
@@ -235,19 +227,17 @@ def export_layout(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` for export (see the module docstring); `model` itself is not
     changed. It takes the same inputs and gives the same outputs up to float rounding."""
     out = fold_batchnorms(copy.deepcopy(model).eval())
-    for parent in list(out.modules()):
-        for name, child in list(parent.named_children()):
-            replacement = _replacement(child) if isinstance(child, nn.Conv3d) else None
-            if replacement is not None:
-                setattr(parent, name, replacement)
+    replace_submodules(out, _replacement)
     for module in list(out.modules()):
         for conv_name, relu_name in _CONV_RELU_PAIRS:
             conv, relu = getattr(module, conv_name, None), getattr(module, relu_name, None)
             if isinstance(conv, (TemporalConv2d, FramewiseConv2d)) and isinstance(relu, nn.ReLU):
                 conv.relu = True
                 setattr(module, relu_name, nn.Identity())
-    for parent in list(out.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, ResBlock) and ResidualBlock2d.supports(child):
-                setattr(parent, name, ResidualBlock2d(child))
+    replace_submodules(
+        out,
+        lambda m: (
+            ResidualBlock2d(m) if isinstance(m, ResBlock) and ResidualBlock2d.supports(m) else None
+        ),
+    )
     return out

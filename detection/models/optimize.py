@@ -16,6 +16,7 @@ on channels-last-3d activations ([B, C, T, H, W] stored as [B, T, H, W, C]), whe
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -60,6 +61,32 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     return model
 
 
+def replace_submodules(
+    model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]
+) -> None:
+    """Replace, in place, each submodule of `model` for which `replacement` returns a module
+    (the modules returned are not visited)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            new = replacement(child)
+            if new is not None:
+                setattr(parent, name, new)
+
+
+def is_pointwise_in_space(conv: nn.Conv3d) -> bool:
+    """Whether `conv` is kT x 1 x 1 with equal spatial strides, no spatial padding (and no padding
+    string), no dilation and one group: a matrix product per temporal tap over rows of pixels."""
+    _, kh, kw = conv.kernel_size
+    return (
+        kh == kw == 1
+        and conv.stride[1] == conv.stride[2]
+        and not isinstance(conv.padding, str)
+        and conv.padding[1:] == (0, 0)
+        and conv.dilation == (1, 1, 1)
+        and conv.groups == 1
+    )
+
+
 def _frames_to_batch(x: torch.Tensor) -> torch.Tensor:
     """[B, C, T, H, W] -> [B*T, C, H, W] (a view when x is channels-last-3d)."""
     b, c, t, h, w = x.shape
@@ -93,16 +120,7 @@ class TemporalGemmConv(nn.Module):
 
     @staticmethod
     def supports(conv: nn.Conv3d) -> bool:
-        _, kh, kw = conv.kernel_size
-        return (
-            kh == kw == 1
-            and conv.stride[0] == 1
-            and conv.stride[1] == conv.stride[2]
-            and conv.padding[1:] == (0, 0)
-            and conv.dilation == (1, 1, 1)
-            and conv.groups == 1
-            and conv.bias is not None
-        )
+        return is_pointwise_in_space(conv) and conv.stride[0] == 1 and conv.bias is not None
 
     def forward(self, x: torch.Tensor, accumulate_into: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, C, T, H, W]. With `accumulate_into` ([B, T'*H'*W', O] rows that already hold the
@@ -265,13 +283,9 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     differ from PySlowFast's, so load checkpoints into `model` before calling this.
     """
     fast = fold_batchnorms(copy.deepcopy(model).eval())
-    for parent in list(fast.modules()):
-        for name, child in list(parent.named_children()):
-            replacement = _replacement(child)
-            if replacement is not None:
-                setattr(parent, name, replacement)
-    for parent in list(fast.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, ResBlock) and GemmResBlock.supports(child):
-                setattr(parent, name, GemmResBlock(child))
+    replace_submodules(fast, _replacement)
+    replace_submodules(
+        fast,
+        lambda m: GemmResBlock(m) if isinstance(m, ResBlock) and GemmResBlock.supports(m) else None,
+    )
     return fast
