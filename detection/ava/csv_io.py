@@ -156,8 +156,7 @@ class AvaColumns:
         import pandas as pd
 
         codes, videos = pd.factorize(frame["video_id"].to_numpy(object))
-        columns = {str(k): frame[k].to_numpy() for k in frame if k != "video_id"}
-        return cls([str(v) for v in videos], codes.astype(np.int64), columns)
+        return cls([str(v) for v in videos], codes.astype(np.int64), _numeric_columns(frame))
 
 
 def read_ava_columns(path: str | Path, *, kind: Kind, box_check: BoxCheck = "strict") -> AvaColumns:
@@ -851,6 +850,7 @@ def _first_non_numeric(
 
 
 def _numeric_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every column of `frame` but the video id, by name, as arrays."""
     return {str(k): frame[k].to_numpy() for k in frame if k != "video_id"}
 
 
