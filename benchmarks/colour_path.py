@@ -1,19 +1,20 @@
-"""Speed of `jpeg_rgb` (the exact libjpeg colour path of the video reader) against the code it
-replaced and against a saturating-uint8 variant, on real 720p frames, all outputs checked equal.
+"""Speed of `jpeg_rgb` (the exact libjpeg colour path of the video reader) against OpenCV
+formulations of the same arithmetic, on real 720p frames, all outputs checked equal.
 
 Frames: vtest.avi (../shared/media) decoded at spread-out times, upscaled to 1280x720
 (bicubic) and converted by swscale to yuv420p, yuv422p, yuv444p (limited range) and yuvj420p
 (full range). Implementations:
 
-- before: the whole-frame version this replaced (same filters, tables and arithmetic; every
-  temporary a new whole-frame array, ~18 MB per 720p frame).
+- before: the reader's first version, OpenCV calls (upsampling as `cv2.filter2D` with
+  libjpeg's taps and biases, tables by `cv2.LUT`; every temporary a new whole-frame array,
+  ~18 MB per 720p frame). Its successor (the same calls in 128-row blocks with reused
+  temporaries) measured 1.2-3x faster than this, depending on the allocator.
 - saturating: R = (y +sat pos_r[cr]) -sat neg_r[cr] with uint8 tables pos = max(t, 0),
   neg = max(-t, 0) of libjpeg's offset t (exact: one of the two is 0, so this is
   clamp(y + t, 0, 255)), B likewise from cb, G's offset from a 65536-entry table indexed by
   cb * 256 + cr (one numpy gather), whole-frame temporaries.
-- now: `detection.data.video.jpeg_rgb` (the same arithmetic as before, in 128-row blocks whose
-  temporaries are reused per thread; green's offset from one `cv2.addWeighted` of the two
-  chroma planes, exact in float32, instead of two float32 table gathers and an add).
+- now: `detection.data.video.jpeg_rgb`: one Numba-compiled pass per row in float32
+  (`detection.data.jpeg_colour`), after `cv2.LUT`'s range expansion.
 
 Timing: repetitions interleave the implementations over the same frames; each
 (implementation, frame) keeps its fastest of the repetitions (the machine may be shared), and a
@@ -42,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detection.data import video  # noqa: E402
+from detection.data import jpeg_colour, video  # noqa: E402
 
 VTEST = Path(__file__).resolve().parents[2] / "shared" / "media" / "vtest.avi"
 FORMATS = ("yuv420p", "yuv422p", "yuv444p", "yuvj420p")
@@ -57,14 +58,31 @@ def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, t
     for index, plane in enumerate(frame.planes[:3]):
         rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
         samples = rows[:, : plane.width]
-        table = video._CHROMA_TO_FULL if index else video._LUMA_TO_FULL
+        table = jpeg_colour.CHROMA_TO_FULL if index else jpeg_colour.LUMA_TO_FULL
         planes.append(np.ascontiguousarray(samples) if full_range else cv2.LUT(samples, table))
     return planes[0], planes[1], planes[2], video._PLANAR_YUV[name]
 
 
+def _fix(x: float) -> int:
+    return int(x * 65536 + 0.5)
+
+
+# libjpeg's "fancy" upsampling as OpenCV filters: floor((taps . samples + bias) / 2^s) =
+# round((taps . samples + bias - (2^s - 1) / 2) / 2^s), never a tie, exact in float32.
+_LEFT, _RIGHT = np.array([1.0, 3.0, 0.0]), np.array([0.0, 3.0, 1.0])
+_H2V1 = [(_LEFT[None] / 4, (1 - 1.5) / 4), (_RIGHT[None] / 4, (2 - 1.5) / 4)]
+_H2V2 = [
+    [
+        (np.outer(vertical, _LEFT) / 16, (8 - 7.5) / 16),
+        (np.outer(vertical, _RIGHT) / 16, (7 - 7.5) / 16),
+    ]
+    for vertical in (_LEFT, _RIGHT)
+]
+
+
 def _upsample_before(plane: np.ndarray, vertical: bool, size: tuple[int, int]) -> np.ndarray:
     height, width = plane.shape
-    row_kinds = video._H2V2 if vertical else [video._H2V1]
+    row_kinds = _H2V2 if vertical else [_H2V1]
     rows = [
         cv2.merge(
             [
@@ -93,15 +111,17 @@ def _full_chroma(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 _C = np.arange(256, dtype=np.int64) - 128
+_CR_R = ((_fix(1.40200) * _C + 32768) >> 16).astype(np.int16)
+_CB_B = ((_fix(1.77200) * _C + 32768) >> 16).astype(np.int16)
 # The float32 green tables the old code gathered from (libjpeg's terms in units of 2^-16).
-_CB_G = (-video._fix(0.34414) * _C / 65536).astype(np.float32)
-_CR_G = ((1 - video._fix(0.71414) * _C) / 65536).astype(np.float32)
+_CB_G = (-_fix(0.34414) * _C / 65536).astype(np.float32)
+_CR_G = ((1 - _fix(0.71414) * _C) / 65536).astype(np.float32)
 
 
 def before(frame: av.VideoFrame) -> np.ndarray:
     luma, cb, cr = _full_chroma(frame)
     green = cv2.add(cv2.LUT(cb, _CB_G), cv2.LUT(cr, _CR_G), dtype=cv2.CV_16S)
-    offsets = (cv2.LUT(cr, video._CR_R), green, cv2.LUT(cb, video._CB_B))
+    offsets = (cv2.LUT(cr, _CR_R), green, cv2.LUT(cb, _CB_B))
     return cv2.merge([cv2.add(luma, offset, dtype=cv2.CV_8U) for offset in offsets])
 
 
@@ -109,11 +129,11 @@ def _split(offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(offset, 0).astype(np.uint8), np.maximum(-offset, 0).astype(np.uint8)
 
 
-_RED_POS, _RED_NEG = _split((video._fix(1.40200) * _C + 32768) >> 16)
-_BLUE_POS, _BLUE_NEG = _split((video._fix(1.77200) * _C + 32768) >> 16)
+_RED_POS, _RED_NEG = _split((_fix(1.40200) * _C + 32768) >> 16)
+_BLUE_POS, _BLUE_NEG = _split((_fix(1.77200) * _C + 32768) >> 16)
 # [cb * 256 + cr]: libjpeg's green offset.
 _GREEN_POS, _GREEN_NEG = _split(
-    ((-video._fix(0.34414) * _C[:, None] + 32768 - video._fix(0.71414) * _C[None, :]) >> 16).ravel()
+    ((-_fix(0.34414) * _C[:, None] + 32768 - _fix(0.71414) * _C[None, :]) >> 16).ravel()
 )
 
 

@@ -29,7 +29,7 @@ Colour rule (``color="jpeg_bt601"``, default): ffmpeg hands the MJPEG encoder fu
 Y'CbCr with the source's own samples (limited range expanded to full with swscale's integer
 arithmetic, the matrix untouched), and OpenCV's libjpeg decodes them as JFIF (BT.601, full range)
 with "fancy" (triangular) chroma upsampling. `jpeg_rgb` reproduces both steps exactly (libjpeg's
-integer arithmetic, computed with OpenCV's vectorized filters and tables), so a
+integer arithmetic, compiled by Numba: `detection.data.jpeg_colour`), so a
 BT.709 HD video gives the same, BT.601-interpreted, colours as its JPEGs (exact for 8-bit planar
 4:2:0, 4:2:2 and 4:4:4 video; other pixel formats are first converted to 4:2:0). ``color="stream"``
 converts with the stream's own colour tags through swscale instead (BT.709 for tagged HD), for
@@ -61,7 +61,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -73,6 +72,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from detection.errors import UserError
+
+from .jpeg_colour import ycbcr_to_jpeg_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
 FRAME_RULES = ("ffmpeg", "nearest")
@@ -253,154 +254,23 @@ def ffmpeg_durations(
     return np.where(ticks > 0, ticks, fallback)
 
 
-def _range_expansion_table(chroma: bool) -> np.ndarray:
-    """uint8 [256]: limited-range 8-bit sample -> full range, exactly as swscale converts it
-    (15-bit intermediate, FFmpeg's integer coefficients, output rounding +64 >> 7)."""
-    wide = np.arange(256, dtype=np.int64) << 7
-    if chroma:
-        wide = (np.minimum(wide, 30775) * 4663 - 9289992) >> 12
-    else:
-        wide = (np.minimum(wide, 30189) * 19077 - 39057361) >> 14
-    return np.clip((wide + 64) >> 7, 0, 255).astype(np.uint8)
-
-
-def _fix(x: float) -> int:
-    return int(x * 65536 + 0.5)
-
-
-_LUMA_TO_FULL = _range_expansion_table(chroma=False)
-_CHROMA_TO_FULL = _range_expansion_table(chroma=True)
-# libjpeg's JFIF Y'CbCr -> R'G'B' tables (BT.601, full range, 16-bit fixed point), by Cb or Cr.
-_C = np.arange(256, dtype=np.int64) - 128
-_CR_R = ((_fix(1.40200) * _C + 32768) >> 16).astype(np.int16)
-_CB_B = ((_fix(1.77200) * _C + 32768) >> 16).astype(np.int16)
-# Green takes both: libjpeg's floor((Cb_g[cb] + Cr_g[cr] + 32768) / 65536) with the 16-bit
-# fixed-point terms Cb_g = -FIX(0.34414) (cb - 128), Cr_g = -FIX(0.71414) (cr - 128), computed as
-# one `cv2.addWeighted` of the two planes: every product, sum and the offset is a multiple of
-# 2^-16 below 2^8 in magnitude, which float32 holds exactly (|numerator| < 2^24), so the order
-# of the float operations (or a fused multiply-add) cannot change the value; the offset's
-# -32767 / 65536 (not -32768) moves every value off a rounding tie, so rounding it to the
-# nearest integer (what OpenCV does when it writes int16) is libjpeg's floor.
-_CB_G_SCALE = -_fix(0.34414) / 65536
-_CR_G_SCALE = -_fix(0.71414) / 65536
-_G_OFFSET = (1 + 128 * (_fix(0.34414) + _fix(0.71414))) / 65536
-# libjpeg's "fancy" upsampling as OpenCV filters: output = floor((taps . samples + bias) / 2^s)
-# = round((taps . samples + bias - (2^s - 1) / 2) / 2^s), never a tie, and float32 holds every
-# partial sum exactly, so `cv2.filter2D` with the taps / 2^s and that delta gives libjpeg's
-# integers. Horizontal x2 (4:2:2 and 4:2:0): even outputs 3/4 of their sample + 1/4 of the left
-# neighbour, bias 1; odd ones 1/4 of the right neighbour, bias 2 (libjpeg alternates the bias
-# so that rounding does not drift).
-_LEFT, _RIGHT = np.array([1.0, 3.0, 0.0]), np.array([0.0, 3.0, 1.0])
-_H2V1 = [(_LEFT[None] / 4, (1 - 1.5) / 4), (_RIGHT[None] / 4, (2 - 1.5) / 4)]
-# 4:2:0: the same vertically first (no rounding in between), then horizontally with biases 8
-# (even columns) and 7 (odd columns) over 16; one 3x3 filter per output row and column parity.
-_H2V2 = [
-    [
-        (np.outer(vertical, _LEFT) / 16, (8 - 7.5) / 16),
-        (np.outer(vertical, _RIGHT) / 16, (7 - 7.5) / 16),
-    ]
-    for vertical in (_LEFT, _RIGHT)
-]
-
-
-# Rows per block of the final Y'CbCr -> RGB step. Blocks reuse small temporaries (two int16
-# and three uint8 planes: 1.1 MB for 128 rows of a 1280-wide frame) rather than
-# allocate whole-frame ones for every frame (about 16 MB at 720p), which page-fault in on every
-# frame when the allocator hands them out as freshly mapped pages (a long-running loader often
-# does): about 3x slower (benchmarks/colour_path.py). Much smaller blocks pay OpenCV's per-call
-# overhead (about 10 us) too often.
-_ROWS_PER_BLOCK = 128
-_scratch_buffers = threading.local()
-
-
-def _scratch(name: str, shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
-    """This thread's reusable buffer `name` (uninitialized; replaced when the shape or dtype
-    changes): `jpeg_rgb`'s temporaries, so that converting a frame writes into memory the
-    process already has, except for the returned image. One set per thread, so threads that
-    convert at the same time never share a buffer; about 4 MB for 720p frames."""
-    buffers: dict[str, np.ndarray] | None = getattr(_scratch_buffers, "buffers", None)
-    if buffers is None:
-        buffers = _scratch_buffers.buffers = {}
-    buffer = buffers.get(name)
-    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-        buffer = buffers[name] = np.empty(shape, dtype)
-    return buffer
-
-
-def _fancy_upsample(
-    plane: np.ndarray, vertical: bool, size: tuple[int, int], name: str
-) -> np.ndarray:
-    """libjpeg's "fancy" chroma upsampling by 2 horizontally (and by 2 vertically if
-    `vertical`): a triangular filter, 3/4 of the sample and 1/4 of its neighbour on the side of
-    the output pixel, edges replicated, with libjpeg's rounding biases. `plane` uint8 [h, w];
-    returns uint8 [H, W] for `size` = (W, H), a view of this thread's scratch buffer `name`
-    (valid until the next call with that name)."""
-    height, width = plane.shape
-    row_kinds = _H2V2 if vertical else [_H2V1]
-    out = _scratch(name, (len(row_kinds) * height, 2 * width), np.uint8)
-    # Output row r * len(row_kinds) + kind, even and odd columns interleaved: [h, kinds, w, 2].
-    pixels = out.reshape(height, len(row_kinds), width, 2)
-    for row_kind, kind in enumerate(row_kinds):
-        columns = [
-            cv2.filter2D(
-                plane,
-                cv2.CV_8U,
-                taps.astype(np.float32),
-                dst=_scratch(f"upsample_{parity}", (height, width), np.uint8),
-                delta=delta,
-                borderType=cv2.BORDER_REPLICATE,
-            )
-            for parity, (taps, delta) in enumerate(kind)
-        ]
-        cv2.merge(columns, dst=pixels[:, row_kind])
-    return out[: size[1], : size[0]]
-
-
-def jpeg_rgb(frame: av.VideoFrame) -> np.ndarray:
+def jpeg_rgb(frame: av.VideoFrame, out: np.ndarray | None = None) -> np.ndarray:
     """The RGB image OpenCV reads from the JPEG that ffmpeg writes for `frame`, less JPEG's
-    quantization: uint8 [H, W, 3] (stored orientation), a new array. See the module's colour
-    rule. Safe to call from several threads at once (each has its own scratch buffers)."""
+    quantization: uint8 [H, W, 3] (stored orientation), written into `out` (contiguous uint8
+    [H, W, 3]) when given, else a new array. See the module's colour rule
+    (`detection.data.jpeg_colour`). Safe to call from several threads at once."""
     name = frame.format.name
     if name not in _PLANAR_YUV:
         frame = frame.reformat(format="yuv420p", src_color_range=frame.color_range or None)
         name = "yuv420p"
     full_range = name.startswith("yuvj") or frame.color_range == 2  # AVCOL_RANGE_JPEG
-    planes = []
-    for index, (plane, plane_name) in enumerate(
-        zip(frame.planes[:3], ("y", "cb", "cr"), strict=True)
-    ):
-        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
-        samples: np.ndarray = rows[:, : plane.width]
-        if not full_range:
-            table = _CHROMA_TO_FULL if index else _LUMA_TO_FULL
-            samples = cv2.LUT(samples, table, dst=_scratch(plane_name, samples.shape, np.uint8))
-        planes.append(samples)
-    luma, cb, cr = planes
-    width, height = size = (frame.width, frame.height)
-    horizontal, vertical = _PLANAR_YUV[name]
-    if horizontal == 2:
-        cb, cr = (
-            _fancy_upsample(c, vertical == 2, size, f"{n}_full")
-            for c, n in ((cb, "cb"), (cr, "cr"))
-        )
-    rgb = np.empty((height, width, 3), np.uint8)
-    block = (min(_ROWS_PER_BLOCK, height), width)
-    green_offset, offset = (_scratch(n, block, np.int16) for n in ("green_offset", "offset"))
-    channels = [_scratch(n, block, np.uint8) for n in ("red", "green", "blue")]
-    for top in range(0, height, _ROWS_PER_BLOCK):
-        rows_here = slice(top, min(top + _ROWS_PER_BLOCK, height))
-        count = rows_here.stop - top
-        y, b, r = luma[rows_here], cb[rows_here], cr[rows_here]
-        red, green, blue = (channel[:count] for channel in channels)
-        cv2.addWeighted(
-            b, _CB_G_SCALE, r, _CR_G_SCALE, _G_OFFSET, dst=green_offset[:count], dtype=cv2.CV_16S
-        )
-        # cv2.add with an 8-bit result saturates to 0..255, as libjpeg's range limit does.
-        cv2.add(y, green_offset[:count], dst=green, dtype=cv2.CV_8U)
-        cv2.add(y, cv2.LUT(r, _CR_R, dst=offset[:count]), dst=red, dtype=cv2.CV_8U)
-        cv2.add(y, cv2.LUT(b, _CB_B, dst=offset[:count]), dst=blue, dtype=cv2.CV_8U)
-        cv2.merge([red, green, blue], dst=rgb[rows_here])
-    return rgb
+    y, cb, cr = (
+        np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        for plane in frame.planes[:3]
+    )
+    return ycbcr_to_jpeg_rgb(
+        (y, cb, cr), (frame.width, frame.height), _PLANAR_YUV[name], full_range, out
+    )
 
 
 class _Clip:
