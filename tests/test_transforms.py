@@ -10,6 +10,8 @@ from detection.data.transforms import (
     normalize,
     random_crop_offsets,
     scale_short_side,
+    to_chw_float,
+    to_normalized_chw,
     train_transform,
 )
 from detection.data.transforms import (
@@ -66,6 +68,26 @@ def test_mean_and_std_are_indexed_in_bgr_order_like_pyslowfast():
     rgb = np.ones((3, 1, 1, 1), dtype=np.float32)
     out = normalize(rgb, mean=(0.1, 0.2, 0.3), std=(1.0, 2.0, 4.0), bgr=False)
     np.testing.assert_allclose(out[:, 0, 0, 0].numpy(), [0.7 / 4.0, 0.8 / 2.0, 0.9 / 1.0])
+
+
+@pytest.mark.parametrize("bgr", [False, True])
+def test_one_pass_normalization_equals_the_whole_clip_expressions(bgr):
+    """`to_normalized_chw` and `normalize(..., in_place=True)` give, bit for bit, what the
+    whole-clip float32 expressions ((x / 255 - mean) / std, channels reversed for BGR) give."""
+    frames = np.random.default_rng(0).integers(0, 256, (3, 7, 9, 3), dtype=np.uint8)
+    mean, std = (0.1, 0.45, 0.3), (0.225, 0.5, 0.125)
+    rgb = np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32) / np.float32(255)
+    expected = (rgb - np.float32(mean)[::-1].reshape(3, 1, 1, 1)) / np.float32(std)[::-1].reshape(
+        3, 1, 1, 1
+    )
+    expected = expected[::-1] if bgr else expected
+    np.testing.assert_array_equal(to_chw_float(frames), rgb)
+    np.testing.assert_array_equal(to_normalized_chw(frames, mean, std, bgr).numpy(), expected)
+    in_place = to_chw_float(frames)
+    np.testing.assert_array_equal(normalize(in_place, mean, std, bgr, in_place=True), expected)
+    untouched = to_chw_float(frames)
+    normalize(untouched, mean, std, bgr)
+    np.testing.assert_array_equal(untouched, rgb)
 
 
 def test_flip_maps_pixel_x_to_w_minus_1_minus_x_with_its_boxes():

@@ -93,11 +93,20 @@ def scale_short_side(
     new_h, new_w = short_side_size(height, width, size)
     if (new_h, new_w) == (height, width):
         return frames, boxes
-    factor = new_h / height if width < height else new_w / width
     resized = np.stack(
         [cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames]
     )
-    return resized, np.asarray(boxes, dtype=np.float64) * factor
+    return resized, _scale_boxes(boxes, height, width, size)
+
+
+def _scale_boxes(boxes: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
+    """float64 pixel boxes [N, 4] of a `height` x `width` frame -> those of the frame scaled to
+    short side `size`: one factor, new_long / long (see the module docstring)."""
+    new_h, new_w = short_side_size(height, width, size)
+    if (new_h, new_w) == (height, width):
+        return boxes
+    factor = new_h / height if width < height else new_w / width
+    return np.asarray(boxes, dtype=np.float64) * factor
 
 
 def jitter_short_side(rng: np.random.Generator, min_size: int, max_size: int) -> int:
@@ -135,6 +144,7 @@ def horizontal_flip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, 
     return np.ascontiguousarray(frames[:, :, ::-1]), flipped
 
 
+_255 = np.float32(255)
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(3, 1, 1, 1)
 
 
@@ -170,20 +180,66 @@ def pca_lighting(
 
 def to_chw_float(frames: np.ndarray) -> np.ndarray:
     """uint8 [T, H, W, 3] -> contiguous float32 [3, T, H, W] in [0, 1] (x / 255)."""
-    # NumPy rather than torch: a data-loading process must not compete with the training
-    # process for cores through torch's intra-op threads.
-    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32) / np.float32(255)
+    return _to_chw(frames, None)
 
 
 def normalize(
-    clip: np.ndarray, mean: Sequence[float], std: Sequence[float], bgr: bool
+    clip: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    bgr: bool,
+    *,
+    in_place: bool = False,
 ) -> torch.Tensor:
     """(clip - mean) / std on an RGB clip float32 [3, T, H, W], with `mean` and `std` given in
-    BGR order (PySlowFast's AVA loader); then RGB -> BGR if `bgr`. Returns float32 [3, T, H, W]."""
-    mean_a = np.asarray(mean, dtype=np.float32)[::-1].reshape(3, 1, 1, 1)
-    std_a = np.asarray(std, dtype=np.float32)[::-1].reshape(3, 1, 1, 1)
-    clip = (clip - mean_a) / std_a
-    return torch.from_numpy(np.ascontiguousarray(clip[::-1]) if bgr else clip)
+    BGR order (PySlowFast's AVA loader); then RGB -> BGR if `bgr`. Returns float32 [3, T, H, W],
+    in `clip`'s memory if `in_place` (unless `bgr`), else new."""
+    mean_rgb, std_rgb = _channel_stats(mean, std)
+    out = clip if in_place else np.empty(clip.shape, np.float32)
+    for c in range(3):
+        np.subtract(clip[c], mean_rgb[c], out=out[c], dtype=np.float32)
+        np.divide(out[c], std_rgb[c], out=out[c])
+    return torch.from_numpy(np.ascontiguousarray(out[::-1]) if bgr else out)
+
+
+def to_normalized_chw(
+    frames: np.ndarray, mean: Sequence[float], std: Sequence[float], bgr: bool
+) -> torch.Tensor:
+    """`normalize(to_chw_float(frames), mean, std, bgr)` in one pass over the frames: the same
+    float32 values, about twice as fast (no clip-sized temporary). uint8 [T, H, W, 3] ->
+    float32 [3, T, H, W]."""
+    return torch.from_numpy(_to_chw(frames, (*_channel_stats(mean, std), bgr)))
+
+
+def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [3] mean and std in RGB order from PySlowFast's BGR-ordered values."""
+    return np.asarray(mean, np.float32)[::-1], np.asarray(std, np.float32)[::-1]
+
+
+def _to_chw(
+    frames: np.ndarray, normalization: tuple[np.ndarray, np.ndarray, bool] | None
+) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> float32 [3, T, H, W] = x / 255, then (x - mean) / std with the RGB
+    `normalization` (mean, std, bgr) when given, output channels reversed if bgr.
+
+    NumPy rather than torch: a data-loading process must not compete with the training process
+    for cores through torch's intra-op threads. Frame by frame and channel by channel (from
+    `cv2.split`'s contiguous planes), so that each step's data stays in the CPU's cache and no
+    clip-sized temporary is made; every value is the same float32 arithmetic as the
+    whole-clip expressions."""
+    num_frames, height, width, _ = frames.shape
+    out = np.empty((3, num_frames, height, width), np.float32)
+    for t in range(num_frames):
+        for c, plane in enumerate(cv2.split(frames[t])):
+            if normalization is None:
+                np.divide(plane, _255, out=out[c, t], dtype=np.float32)
+                continue
+            mean_rgb, std_rgb, bgr = normalization
+            target = out[2 - c if bgr else c, t]
+            np.divide(plane, _255, out=target, dtype=np.float32)
+            np.subtract(target, mean_rgb[c], out=target)
+            np.divide(target, std_rgb[c], out=target)
+    return out
 
 
 def _nonempty(boxes: np.ndarray) -> np.ndarray:
@@ -225,12 +281,14 @@ def train_transform(
         frames, boxes = horizontal_flip(frames, boxes)
     boxes = clip_to_last_pixel(boxes, crop_size, crop_size)
     kept = _nonempty(boxes)
-    clip = to_chw_float(frames)
     if use_color_augmentation:
+        clip = to_chw_float(frames)
         if not pca_jitter_only:
             clip = color_jitter(clip, rng)
-        clip = pca_lighting(clip, rng)
-    return normalize(clip, mean, std, bgr), torch.from_numpy(boxes[kept].astype(np.float32)), kept
+        normalized = normalize(pca_lighting(clip, rng), mean, std, bgr, in_place=True)
+    else:
+        normalized = to_normalized_chw(frames, mean, std, bgr)
+    return normalized, torch.from_numpy(boxes[kept].astype(np.float32)), kept
 
 
 def test_transform(
@@ -246,11 +304,33 @@ def test_transform(
 
     frames: uint8 RGB [T, H, W, 3]; boxes_norm: [N, 4] normalized. Returns (clip float32
     [3, T, H', W'] with (H', W') = `short_side_size`, boxes float32 [N, 4] in H' x W' pixels,
-    clipped). No box is dropped.
+    clipped). No box is dropped. The clip is `test_frames` (frame by frame: frames that
+    overlapping clips share can be transformed once), the boxes `test_boxes`.
     """
     height, width = frames.shape[1:3]
-    boxes = boxes_to_pixels(boxes_norm, height, width)
-    frames, boxes = scale_short_side(frames, boxes, short_side)
-    boxes = clip_to_last_pixel(boxes, *frames.shape[1:3])
-    clip = normalize(to_chw_float(frames), mean, std, bgr)
-    return clip, torch.from_numpy(boxes.astype(np.float32))
+    clip = test_frames(frames, short_side=short_side, mean=mean, std=std, bgr=bgr)
+    return clip, test_boxes(boxes_norm, height, width, short_side=short_side)
+
+
+def test_frames(
+    frames: np.ndarray,
+    *,
+    short_side: int = 256,
+    mean: Sequence[float] = (0.45, 0.45, 0.45),
+    std: Sequence[float] = (0.225, 0.225, 0.225),
+    bgr: bool = False,
+) -> torch.Tensor:
+    """The clip of `test_transform`: uint8 RGB [T, H, W, 3] -> float32 [3, T, H', W']. Each
+    output frame depends on its input frame only."""
+    scaled, _ = scale_short_side(frames, np.zeros((0, 4)), short_side)
+    return to_normalized_chw(scaled, mean, std, bgr)
+
+
+def test_boxes(
+    boxes_norm: np.ndarray, height: int, width: int, *, short_side: int = 256
+) -> torch.Tensor:
+    """The boxes of `test_transform` for `height` x `width` frames: normalized [N, 4] ->
+    float32 [N, 4] in the scaled frame's pixels, clipped to its last pixel."""
+    boxes = _scale_boxes(boxes_to_pixels(boxes_norm, height, width), height, width, short_side)
+    scaled = short_side_size(height, width, short_side)
+    return torch.from_numpy(clip_to_last_pixel(boxes, *scaled).astype(np.float32))
