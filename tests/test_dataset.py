@@ -73,9 +73,10 @@ def test_video_and_frame_backends_give_the_same_clips(synthetic_ava):
 
 
 def test_test_items_read_in_order_equal_clips_each_read_alone(synthetic_ava):
-    """Test items read in keyframe order (one reader's window, the next clip's frames kept
-    decoded, the others' B-frames skipped, every clip decoded into one reused buffer) hold
-    exactly the clip that a fresh reader gives for each keyframe."""
+    """Test items read in keyframe order (one reader continuing forward, the next clip's frames
+    kept decoded, the others' B-frames skipped, the frames shared with the previous clip taken
+    from it already transformed, the others decoded into one reused buffer) hold exactly the
+    clip and boxes that a fresh reader and `test_transform` give for each keyframe."""
     cfg = _cfg(synthetic_ava.root)
     dataset = AvaDataset(cfg, "test")
     items = [dataset[i] for i in range(len(dataset))]
@@ -84,7 +85,7 @@ def test_test_items_read_in_order_equal_clips_each_read_alone(synthetic_ava):
         keyframe = dataset.keyframes[index]
         with VideoReader(find_video(video_dir, keyframe.video_id), keep_frames=False) as reader:
             frames = reader.read_at_times(dataset.clip_indices(index) / cfg.AVA.FPS)
-        clip, _ = transforms.test_transform(
+        clip, boxes = transforms.test_transform(
             frames,
             keyframe.boxes,
             short_side=cfg.DATA.TEST_CROP_SIZE,
@@ -93,6 +94,8 @@ def test_test_items_read_in_order_equal_clips_each_read_alone(synthetic_ava):
             bgr=cfg.AVA.BGR,
         )
         torch.testing.assert_close(item["inputs"][1], clip, rtol=0, atol=0)
+        torch.testing.assert_close(item["boxes"], boxes, rtol=0, atol=0)
+        assert item["orig_size"] == frames.shape[1:3]
 
 
 def test_train_items_carry_gt_labels_and_augment(synthetic_ava):

@@ -60,7 +60,7 @@ from .annotations import (
     read_frame_lists,
 )
 from .sampling import clip_frame_indices, keyframe_index, pack_pathways
-from .transforms import short_side_size, test_transform, train_transform
+from .transforms import short_side_size, test_boxes, test_frames, test_transform, train_transform
 from .video import COLORS, FRAME_RULES, Color, FrameRule, VideoReader, find_video, read_frame_files
 
 SPLITS = ("train", "test")
@@ -147,6 +147,11 @@ class AvaDataset(Dataset):
         # uint8 [T, H, W, 3] that `__getitem__` decodes each clip into, reused while the clip
         # size stays (a fresh clip-sized array page-faults in on every item: 88 MB at 720p).
         self._clip_buffer: np.ndarray | None = None
+        # Test split, video backend: the last clip's frames after `test_frames` (float32
+        # [3, H', W'] by layout frame index) and their video, for the next keyframe's clip,
+        # which shares about half of them (`_test_clip`).
+        self._transformed: dict[int, np.ndarray] = {}
+        self._transformed_video: str | None = None
         # When set (the trainer sets it each epoch, before the epoch's workers start), item i's
         # augmentation draws from (augmentation_seed, i): the same crops and flips whatever the
         # number of workers or ranks. None: draw from torch's generator as described below.
@@ -157,7 +162,13 @@ class AvaDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         # Open files stay with the process that opened them.
-        return {**self.__dict__, "_readers": {}, "_clip_buffer": None}
+        return {
+            **self.__dict__,
+            "_readers": {},
+            "_clip_buffer": None,
+            "_transformed": {},
+            "_transformed_video": None,
+        }
 
     def _reader(self, video_id: str) -> VideoReader:
         if self._readers_pid != os.getpid():  # a forked worker must not share the parent's files
@@ -218,24 +229,61 @@ class AvaDataset(Dataset):
         paths = self._frame_paths[video_id]
         return read_frame_files([paths[i] for i in indices])
 
-    def _reusable_clip(self, index: int) -> np.ndarray | None:
-        """`_clip_buffer` shaped for item `index`'s raw clip (video backend; None otherwise).
-        Only `__getitem__` uses it: its transforms copy the frames out before it returns."""
+    def _reusable_clip(self, index: int, count: int | None = None) -> np.ndarray | None:
+        """`_clip_buffer` shaped for `count` raw frames (default: item `index`'s clip) of item
+        `index`'s video (video backend; None otherwise). Only `__getitem__` uses it: its
+        transforms copy the frames out before it returns."""
         if self.backend != "video":
             return None
         height, width = self.frame_size(self.keyframes[index].video_id)
-        shape = (len(self.clip_indices(index)), height, width, 3)
+        count = len(self.clip_indices(index)) if count is None else count
+        shape = (count, height, width, 3)
         if self._clip_buffer is None or self._clip_buffer.shape != shape:
             self._clip_buffer = np.empty(shape, np.uint8)
         return self._clip_buffer
 
+    def _test_clip(self, index: int) -> torch.Tensor:
+        """Item `index`'s test clip, `test_frames(read_frames(index))` (float32
+        [3, T, H', W']), video backend: the frames the previous item's clip also had are taken
+        from it already transformed, only the others are read and transformed (test items come
+        in keyframe order, so consecutive clips overlap: about half of each 32x2 clip at 1
+        keyframe per second). `test_frames` works frame by frame, so the values are the same."""
+        cfg, video_id = self.cfg, self.keyframes[index].video_id
+        indices = self.clip_indices(index)
+        kept = self._transformed if self._transformed_video == video_id else {}
+        new = np.unique(indices[~np.isin(indices, list(kept))])
+        if new.size:
+            fps = cfg.AVA.FPS
+            following = index + 1 < len(self) and self.keyframes[index + 1].video_id == video_id
+            then = self.clip_indices(index + 1) / fps if following else None
+            raw = self._reader(video_id).read_at_times(
+                new / fps, out=self._reusable_clip(index, new.size), next_times_s=then
+            )
+            transformed = test_frames(
+                raw,
+                short_side=cfg.DATA.TEST_CROP_SIZE,
+                mean=cfg.DATA.MEAN,
+                std=cfg.DATA.STD,
+                bgr=cfg.AVA.BGR,
+            ).numpy()
+            kept = {**kept, **{int(k): transformed[:, j] for j, k in enumerate(new)}}
+        self._transformed = {int(k): kept[int(k)] for k in np.unique(indices)}
+        self._transformed_video = video_id
+        return torch.from_numpy(np.stack([kept[int(k)] for k in indices], axis=1))
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         cfg = self.cfg
         keyframe = self.keyframes[index]
-        frames = self.read_frames(index, out=self._reusable_clip(index))
         labels = keyframe.multi_hot(cfg.MODEL.NUM_CLASSES)
         boxes_norm = keyframe.boxes
         common = {"mean": cfg.DATA.MEAN, "std": cfg.DATA.STD, "bgr": cfg.AVA.BGR}
+        if self.split == "test" and self.backend == "video":
+            clip = self._test_clip(index)
+            orig_size = self.frame_size(keyframe.video_id)
+            boxes = test_boxes(boxes_norm, *orig_size, short_side=cfg.DATA.TEST_CROP_SIZE)
+        else:
+            frames = self.read_frames(index, out=self._reusable_clip(index))
+            orig_size = (frames.shape[1], frames.shape[2])
         if self.split == "train":
             if self.augmentation_seed is not None:
                 rng = np.random.default_rng([self.augmentation_seed, index])
@@ -253,7 +301,7 @@ class AvaDataset(Dataset):
                 **common,
             )
             labels, boxes_norm = labels[kept], boxes_norm[kept]
-        else:
+        elif self.backend != "video":
             clip, boxes = test_transform(
                 frames, boxes_norm, short_side=cfg.DATA.TEST_CROP_SIZE, **common
             )
@@ -264,7 +312,7 @@ class AvaDataset(Dataset):
             "boxes_norm": torch.from_numpy(boxes_norm.astype(np.float32)),
             "video_id": keyframe.video_id,
             "second": keyframe.second,
-            "orig_size": tuple(frames.shape[1:3]),
+            "orig_size": orig_size,
         }
 
 
