@@ -60,7 +60,14 @@ from .annotations import (
     read_frame_lists,
 )
 from .sampling import clip_frame_indices, keyframe_index, pack_pathways
-from .transforms import short_side_size, test_boxes, test_frames, test_transform, train_transform
+from .transforms import (
+    scale_frames,
+    short_side_size,
+    test_boxes,
+    test_transform,
+    to_normalized_chw,
+    train_transform,
+)
 from .video import COLORS, FRAME_RULES, Color, FrameRule, VideoReader, find_video, read_frame_files
 
 SPLITS = ("train", "test")
@@ -147,11 +154,11 @@ class AvaDataset(Dataset):
         # uint8 [T, H, W, 3] that `__getitem__` decodes each clip into, reused while the clip
         # size stays (a fresh clip-sized array page-faults in on every item: 88 MB at 720p).
         self._clip_buffer: np.ndarray | None = None
-        # Test split, video backend: the last clip's frames after `test_frames` (float32
-        # [3, H', W'] by layout frame index) and their video, for the next keyframe's clip,
+        # Test split, video backend: the last clip's frames scaled to the test size (uint8
+        # [H', W', 3] by layout frame index) and their video, for the next keyframe's clip,
         # which shares about half of them (`_test_clip`).
-        self._transformed: dict[int, np.ndarray] = {}
-        self._transformed_video: str | None = None
+        self._scaled: dict[int, np.ndarray] = {}
+        self._scaled_video: str | None = None
         # When set (the trainer sets it each epoch, before the epoch's workers start), item i's
         # augmentation draws from (augmentation_seed, i): the same crops and flips whatever the
         # number of workers or ranks. None: draw from torch's generator as described below.
@@ -166,8 +173,8 @@ class AvaDataset(Dataset):
             **self.__dict__,
             "_readers": {},
             "_clip_buffer": None,
-            "_transformed": {},
-            "_transformed_video": None,
+            "_scaled": {},
+            "_scaled_video": None,
         }
 
     def _reader(self, video_id: str) -> VideoReader:
@@ -245,12 +252,12 @@ class AvaDataset(Dataset):
     def _test_clip(self, index: int) -> torch.Tensor:
         """Item `index`'s test clip, `test_frames(read_frames(index))` (float32
         [3, T, H', W']), video backend: the frames the previous item's clip also had are taken
-        from it already transformed, only the others are read and transformed (test items come
-        in keyframe order, so consecutive clips overlap: about half of each 32x2 clip at 1
-        keyframe per second). `test_frames` works frame by frame, so the values are the same."""
+        from it already scaled, only the others are read and scaled (test items come in
+        keyframe order, so consecutive clips overlap: about half of each 32x2 clip at 1
+        keyframe per second). Scaling works frame by frame, so the values are the same."""
         cfg, video_id = self.cfg, self.keyframes[index].video_id
         indices = self.clip_indices(index)
-        kept = self._transformed if self._transformed_video == video_id else {}
+        kept = self._scaled if self._scaled_video == video_id else {}
         new = np.unique(indices[~np.isin(indices, list(kept))])
         if new.size:
             fps = cfg.AVA.FPS
@@ -259,17 +266,14 @@ class AvaDataset(Dataset):
             raw = self._reader(video_id).read_at_times(
                 new / fps, out=self._reusable_clip(index, new.size), next_times_s=then
             )
-            transformed = test_frames(
-                raw,
-                short_side=cfg.DATA.TEST_CROP_SIZE,
-                mean=cfg.DATA.MEAN,
-                std=cfg.DATA.STD,
-                bgr=cfg.AVA.BGR,
-            ).numpy()
-            kept = {**kept, **{int(k): transformed[:, j] for j, k in enumerate(new)}}
-        self._transformed = {int(k): kept[int(k)] for k in np.unique(indices)}
-        self._transformed_video = video_id
-        return torch.from_numpy(np.stack([kept[int(k)] for k in indices], axis=1))
+            scaled = scale_frames(raw, cfg.DATA.TEST_CROP_SIZE)
+            if np.shares_memory(scaled, raw):  # unscaled: `raw` is reused by the next read
+                scaled = scaled.copy()
+            kept = {**kept, **{int(k): scaled[j] for j, k in enumerate(new)}}
+        self._scaled = {int(k): kept[int(k)] for k in np.unique(indices)}
+        self._scaled_video = video_id
+        frames = np.stack([kept[int(k)] for k in indices])
+        return to_normalized_chw(frames, cfg.DATA.MEAN, cfg.DATA.STD, cfg.AVA.BGR)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         cfg = self.cfg

@@ -90,13 +90,17 @@ def scale_short_side(
     """Resize (bilinear) to `short_side_size`; boxes [N, 4] (float64) are multiplied by the one
     factor new_long / long (PySlowFast's ``scale_boxes``, see the module docstring)."""
     height, width = frames.shape[1:3]
+    return scale_frames(frames, size), _scale_boxes(boxes, height, width, size)
+
+
+def scale_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """The frames of `scale_short_side`: uint8 [T, H, W, 3] -> [T, H', W', 3] (each frame
+    resized on its own; `frames` itself when the size does not change)."""
+    height, width = frames.shape[1:3]
     new_h, new_w = short_side_size(height, width, size)
     if (new_h, new_w) == (height, width):
-        return frames, boxes
-    resized = np.stack(
-        [cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames]
-    )
-    return resized, _scale_boxes(boxes, height, width, size)
+        return frames
+    return np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
 def _scale_boxes(boxes: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
@@ -320,10 +324,10 @@ def test_frames(
     std: Sequence[float] = (0.225, 0.225, 0.225),
     bgr: bool = False,
 ) -> torch.Tensor:
-    """The clip of `test_transform`: uint8 RGB [T, H, W, 3] -> float32 [3, T, H', W']. Each
-    output frame depends on its input frame only."""
-    scaled, _ = scale_short_side(frames, np.zeros((0, 4)), short_side)
-    return to_normalized_chw(scaled, mean, std, bgr)
+    """The clip of `test_transform`: uint8 RGB [T, H, W, 3] -> float32 [3, T, H', W'], i.e.
+    `to_normalized_chw(scale_frames(frames, short_side), ...)`. Each output frame depends on
+    its input frame only."""
+    return to_normalized_chw(scale_frames(frames, short_side), mean, std, bgr)
 
 
 def test_boxes(
