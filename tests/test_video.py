@@ -428,8 +428,8 @@ def test_jpeg_colours_saturate_exactly_for_every_chroma_pair_at_every_luma_level
     "pix_fmt", ["yuv420p", "yuv422p", "yuv444p", "yuvj420p", "yuvj422p", "yuvj444p"]
 )
 def test_jpeg_colours_of_real_frames_in_every_layout_and_odd_crops(vtest, pix_fmt):
-    """Real vtest.avi frames, whole (768x576) and cropped to odd sizes taller and shorter than
-    the conversion's row blocks, equal the plain-integer reference in every chroma layout."""
+    """Real vtest.avi frames, whole (768x576) and cropped to odd sizes, equal the plain-integer
+    reference in every chroma layout."""
     with av.open(str(vtest)) as container:
         images = [f.to_ndarray(format="rgb24") for f in itertools.islice(container.decode(), 3)]
     crops = [(0, 0, 768, 576), (100, 200, 131, 67), (31, 7, 97, 61)]
@@ -464,3 +464,15 @@ def test_jpeg_rgb_gives_independent_images_across_sizes_formats_and_threads():
         threaded = list(pool.map(jpeg_rgb, jobs))
     for got, want in zip(threaded, expected * 20, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_jpeg_rgb_writes_into_a_given_image_and_refuses_a_wrong_one():
+    frame = av.VideoFrame.from_ndarray(
+        np.random.default_rng(8).integers(0, 256, (61, 97, 3), dtype=np.uint8), format="rgb24"
+    ).reformat(format="yuv420p")
+    out = np.zeros((61, 97, 3), np.uint8)
+    assert jpeg_rgb(frame, out=out) is out
+    np.testing.assert_array_equal(out, _reference_rgb(frame))
+    for wrong in (np.zeros((97, 61, 3), np.uint8), np.zeros((61, 97, 3), np.int16)):
+        with pytest.raises(ValueError, match=r"out must be contiguous uint8 \(61, 97, 3\)"):
+            jpeg_rgb(frame, out=wrong)
