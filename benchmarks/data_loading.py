@@ -26,9 +26,12 @@ frames equal the reader's (torchcodec converts to RGB itself: it is compared wit
 
 Prints the tables (the loader table after every repetition, so a long run shows figures
 early); nothing is written except the sets, in a temporary folder or, with --keep DIR, in DIR,
-where a later run finds and reuses them. Making the sets takes minutes (about 3 at 640x360 and
-18 at 1280x720 on 2 busy cores); each repetition of the loader table at those two sizes about
-5 more:
+where a later run finds and reuses them (one folder per size and set options). Making the sets
+takes minutes (about 3 at 640x360 and 18 at 1280x720 on 2 busy cores); each repetition of the
+loader table at those two sizes about 5 more. The default set's videos are short (24 s, about
+20 test keyframes each), so the cost of starting each video (reading its packet times, the
+first whole clip) weighs more than in AVA's 15-minute cuts (897 keyframes each); --num-videos 2
+--seconds 60 is closer:
 
     .venv/bin/python benchmarks/data_loading.py --sizes 640x360 1280x720 --keep DIR --repeats 3
 """
@@ -101,6 +104,16 @@ def _make_set(root: Path, size: tuple[int, int], args) -> Path:
     write_frame_list(root / "frame_lists" / "train.csv", info.train_videos, counts)
     write_frame_list(root / "frame_lists" / "val.csv", info.val_videos, counts)
     return root
+
+
+def _set_name(size: tuple[int, int], args, parser: argparse.ArgumentParser) -> str:
+    """The set's folder: the size, plus the set's options where they differ from the defaults
+    (so that --keep never reuses a set made with other options)."""
+    name = f"{size[0]}x{size[1]}"
+    options = ("num_videos", "seconds", "gop")
+    if any(getattr(args, o) != parser.get_default(o) for o in options):
+        name += f"_{args.num_videos}x{args.seconds}s_gop{args.gop}"
+    return name
 
 
 def _config(data_dir: Path, backend: str, workers: int, args):
@@ -251,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         roots = {}
         for size in sizes:
             start = time.perf_counter()
-            root = (args.keep or Path(tmp)) / f"{size[0]}x{size[1]}"
+            root = (args.keep or Path(tmp)) / _set_name(size, args, parser)
             if not (root / "frame_lists" / "val.csv").is_file():
                 _make_set(root, size, args)
             roots[size] = root
