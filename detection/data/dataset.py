@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 from yacs.config import CfgNode
 
 from detection.config import ConfigError
@@ -272,7 +272,7 @@ class AvaDataset(Dataset):
             kept = {**kept, **{int(k): scaled[j] for j, k in enumerate(new)}}
         self._scaled = {int(k): kept[int(k)] for k in np.unique(indices)}
         self._scaled_video = video_id
-        frames = np.stack([kept[int(k)] for k in indices])
+        frames = [kept[int(k)] for k in indices]
         return to_normalized_chw(frames, cfg.DATA.MEAN, cfg.DATA.STD, cfg.AVA.BGR)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -335,8 +335,10 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             f"({[(item['video_id'], item['second']) for item in items]}); batches are never "
             "padded, batch test clips with SameSizeBatchSampler"
         )
+    # default_collate stacks a loader worker's batch straight into shared memory (a plain
+    # torch.stack would be copied there again when the batch is sent to the main process).
     inputs = [
-        torch.stack([item["inputs"][pathway] for item in items])
+        default_collate([item["inputs"][pathway] for item in items])
         for pathway in range(len(items[0]["inputs"]))
     ]
     batch_index = torch.cat(

@@ -207,11 +207,14 @@ def normalize(
 
 
 def to_normalized_chw(
-    frames: np.ndarray, mean: Sequence[float], std: Sequence[float], bgr: bool
+    frames: np.ndarray | Sequence[np.ndarray],
+    mean: Sequence[float],
+    std: Sequence[float],
+    bgr: bool,
 ) -> torch.Tensor:
     """`normalize(to_chw_float(frames), mean, std, bgr)` in one pass over the frames: the same
-    float32 values, about twice as fast (no clip-sized temporary). uint8 [T, H, W, 3] ->
-    float32 [3, T, H, W]."""
+    float32 values, about twice as fast (no clip-sized temporary). uint8 [T, H, W, 3] (or T
+    frames [H, W, 3] of one size) -> float32 [3, T, H, W]."""
     return torch.from_numpy(_to_chw(frames, (*_channel_stats(mean, std), bgr)))
 
 
@@ -221,20 +224,24 @@ def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndar
 
 
 def _to_chw(
-    frames: np.ndarray, normalization: tuple[np.ndarray, np.ndarray, bool] | None
+    frames: np.ndarray | Sequence[np.ndarray],
+    normalization: tuple[np.ndarray, np.ndarray, bool] | None,
 ) -> np.ndarray:
-    """uint8 [T, H, W, 3] -> float32 [3, T, H, W] = x / 255, then (x - mean) / std with the RGB
-    `normalization` (mean, std, bgr) when given, output channels reversed if bgr.
+    """uint8 [T, H, W, 3] (or T frames [H, W, 3]) -> float32 [3, T, H, W] = x / 255, then
+    (x - mean) / std with the RGB `normalization` (mean, std, bgr) when given, output channels
+    reversed if bgr.
 
     NumPy rather than torch: a data-loading process must not compete with the training process
     for cores through torch's intra-op threads. Frame by frame and channel by channel (from
     `cv2.split`'s contiguous planes), so that each step's data stays in the CPU's cache and no
     clip-sized temporary is made; every value is the same float32 arithmetic as the
     whole-clip expressions."""
-    num_frames, height, width, _ = frames.shape
-    out = np.empty((3, num_frames, height, width), np.float32)
-    for t in range(num_frames):
-        for c, plane in enumerate(cv2.split(frames[t])):
+    height, width = frames[0].shape[:2]
+    out = np.empty((3, len(frames), height, width), np.float32)
+    for t, frame in enumerate(frames):
+        if frame.shape != (height, width, 3):
+            raise ValueError(f"frame {t} is {frame.shape}, frame 0 {(height, width, 3)}")
+        for c, plane in enumerate(cv2.split(frame)):
             if normalization is None:
                 np.divide(plane, _255, out=out[c, t], dtype=np.float32)
                 continue
