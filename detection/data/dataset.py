@@ -6,12 +6,13 @@ Two sources of pixels give the same clips (``DATA.DECODING_BACKEND``):
   with PyAV. Frame ``i`` of the 30 fps layout is the source frame ``ffmpeg -r 30`` writes as
   file ``i + 1`` (``DATA.VIDEO_FRAME_RULE``), in the colours of ffmpeg's JPEGs read by OpenCV
   (``DATA.VIDEO_COLOR``; `VideoReader.read_at_times`); the number of frames is
-  ``round(duration * AVA.FPS)``. Test clips are read in keyframe order, each frame decoded
-  once: a worker's reader keeps the frames of its last clip (`VideoReader`'s sliding window)
-  and consecutive keyframes' clips overlap it (frames that neither clip samples are skipped
-  where the codec allows); training clips are random accesses (a seek to the key frame before
-  the clip, then decoding forward). The decoder uses the cores of its process (a worker's
-  share of them) and decodes into one reused clip buffer.
+  ``round(duration * AVA.FPS)``. Test clips are read in keyframe order, each frame decoded,
+  converted and scaled once: consecutive keyframes' clips overlap (about half of a 32x2 clip
+  at one keyframe per second), so each item keeps the previous clip's frames scaled to the
+  test size and reads only the others, its reader continuing forward (frames that no clip
+  samples are skipped where the codec allows); training clips are random accesses (a seek to
+  the key frame before the clip, then decoding forward). The decoder uses the cores of its
+  process (a worker's share of them) and decodes into one reused clip buffer.
 - ``"frames"``: PySlowFast's extracted frames, ``AVA.FRAME_DIR`` + the paths in the frame
   lists ``AVA.FRAME_LIST_DIR/{AVA.TRAIN_LISTS | AVA.TEST_LISTS}``.
 
@@ -226,15 +227,22 @@ class AvaDataset(Dataset):
         video_id = self.keyframes[index].video_id
         indices = self.clip_indices(index)
         if self.backend == "video":
-            fps = self.cfg.AVA.FPS
-            following = index + 1 < len(self) and self.keyframes[index + 1].video_id == video_id
-            # Test clips are read in keyframe order: the next one's frames stay decoded for it.
-            then = (
-                self.clip_indices(index + 1) / fps if self.split == "test" and following else None
+            return self._reader(video_id).read_at_times(
+                indices / self.cfg.AVA.FPS, out=out, next_times_s=self._next_clip_times(index)
             )
-            return self._reader(video_id).read_at_times(indices / fps, out=out, next_times_s=then)
         paths = self._frame_paths[video_id]
         return read_frame_files([paths[i] for i in indices])
+
+    def _next_clip_times(self, index: int) -> np.ndarray | None:
+        """Test split: the times (s) of the next item's clip when it is in the same video (test
+        clips are read in keyframe order, so the reader keeps those frames decoded for it);
+        None otherwise."""
+        following = index + 1 < len(self) and (
+            self.keyframes[index + 1].video_id == self.keyframes[index].video_id
+        )
+        if self.split != "test" or not following:
+            return None
+        return self.clip_indices(index + 1) / self.cfg.AVA.FPS
 
     def _reusable_clip(self, index: int, count: int | None = None) -> np.ndarray | None:
         """`_clip_buffer` shaped for `count` raw frames (default: item `index`'s clip) of item
@@ -260,11 +268,10 @@ class AvaDataset(Dataset):
         kept = self._scaled if self._scaled_video == video_id else {}
         new = np.unique(indices[~np.isin(indices, list(kept))])
         if new.size:
-            fps = cfg.AVA.FPS
-            following = index + 1 < len(self) and self.keyframes[index + 1].video_id == video_id
-            then = self.clip_indices(index + 1) / fps if following else None
             raw = self._reader(video_id).read_at_times(
-                new / fps, out=self._reusable_clip(index, new.size), next_times_s=then
+                new / cfg.AVA.FPS,
+                out=self._reusable_clip(index, new.size),
+                next_times_s=self._next_clip_times(index),
             )
             scaled = scale_frames(raw, cfg.DATA.TEST_CROP_SIZE)
             if np.shares_memory(scaled, raw):  # unscaled: `raw` is reused by the next read
@@ -281,14 +288,9 @@ class AvaDataset(Dataset):
         labels = keyframe.multi_hot(cfg.MODEL.NUM_CLASSES)
         boxes_norm = keyframe.boxes
         common = {"mean": cfg.DATA.MEAN, "std": cfg.DATA.STD, "bgr": cfg.AVA.BGR}
-        if self.split == "test" and self.backend == "video":
-            clip = self._test_clip(index)
-            orig_size = self.frame_size(keyframe.video_id)
-            boxes = test_boxes(boxes_norm, *orig_size, short_side=cfg.DATA.TEST_CROP_SIZE)
-        else:
+        if self.split == "train":
             frames = self.read_frames(index, out=self._reusable_clip(index))
             orig_size = (frames.shape[1], frames.shape[2])
-        if self.split == "train":
             if self.augmentation_seed is not None:
                 rng = np.random.default_rng([self.augmentation_seed, index])
             else:
@@ -305,7 +307,13 @@ class AvaDataset(Dataset):
                 **common,
             )
             labels, boxes_norm = labels[kept], boxes_norm[kept]
-        elif self.backend != "video":
+        elif self.backend == "video":
+            clip = self._test_clip(index)
+            orig_size = self.frame_size(keyframe.video_id)
+            boxes = test_boxes(boxes_norm, *orig_size, short_side=cfg.DATA.TEST_CROP_SIZE)
+        else:
+            frames = self.read_frames(index)
+            orig_size = (frames.shape[1], frames.shape[2])
             clip, boxes = test_transform(
                 frames, boxes_norm, short_side=cfg.DATA.TEST_CROP_SIZE, **common
             )
