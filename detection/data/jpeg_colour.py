@@ -19,7 +19,8 @@ The kernel is compiled by Numba (once per process, or loaded from Numba's on-dis
 computes in float32: every intermediate above is an integer of magnitude below 2^24, which
 float32 holds exactly, and ``>> k`` is ``floor(x * 2^-k)``, exact too; float32 lets the CPU
 work on 8 samples per instruction where the int64 that Numba promotes integers to would not.
-About 2.7x faster than the same arithmetic as OpenCV calls (benchmarks/colour_path.py).
+1.9-2.6x faster per 720p frame than the same arithmetic as whole-frame OpenCV calls
+(benchmarks/colour_path.py).
 tests/test_video.py checks it against libjpeg's formulas written out in plain integers and
 against OpenCV's reading of real JPEGs.
 """
@@ -54,7 +55,7 @@ _kernel_lock = threading.Lock()
 _scratch_buffers = threading.local()
 
 
-def _compile() -> Any:
+def _load_kernel() -> Any:
     """The Numba kernel (`_jpeg_colour_kernel.convert`), imported on first use: importing Numba
     takes ~0.4 s, which processes that never convert a frame do not pay."""
     from ._jpeg_colour_kernel import convert
@@ -97,7 +98,7 @@ def ycbcr_to_jpeg_rgb(
     if _kernel is None:
         with _kernel_lock:
             if _kernel is None:
-                _kernel = _compile()
+                _kernel = _load_kernel()
     if not full_range:
         planes = tuple(  # type: ignore[assignment]
             cv2.LUT(
