@@ -201,9 +201,15 @@ def normalize(
     mean_rgb, std_rgb = _channel_stats(mean, std)
     out = clip if in_place else np.empty(clip.shape, np.float32)
     for c in range(3):
-        np.subtract(clip[c], mean_rgb[c], out=out[c], dtype=np.float32)
-        np.divide(out[c], std_rgb[c], out=out[c])
+        _standardize(clip[c], mean_rgb[c], std_rgb[c], out=out[c])
     return torch.from_numpy(np.ascontiguousarray(out[::-1]) if bgr else out)
+
+
+def _standardize(values: np.ndarray, mean: np.float32, std: np.float32, out: np.ndarray) -> None:
+    """out = (values - mean) / std in float32, in that order (the order PySlowFast's loader
+    computes it in, so the values are bit-identical); `out` may be `values`."""
+    np.subtract(values, mean, out=out, dtype=np.float32)
+    np.divide(out, std, out=out)
 
 
 def to_normalized_chw(
@@ -248,8 +254,7 @@ def _to_chw(
             mean_rgb, std_rgb, bgr = normalization
             target = out[2 - c if bgr else c, t]
             np.divide(plane, _255, out=target, dtype=np.float32)
-            np.subtract(target, mean_rgb[c], out=target)
-            np.divide(target, std_rgb[c], out=target)
+            _standardize(target, mean_rgb[c], std_rgb[c], out=target)
     return out
 
 
