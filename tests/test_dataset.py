@@ -133,6 +133,42 @@ def test_collate_packs_variable_box_counts_into_k_by_5(synthetic_ava):
         collate([small, items[1]])
 
 
+@pytest.mark.parametrize("backend", ["video", "frames"])
+def test_test_batches_are_written_in_place_and_equal_batches_of_single_items(
+    synthetic_ava, backend
+):
+    """The loader's test batches (clips written straight into the batch by `__getitems__`, in
+    shared memory in a worker) equal `collate` of the items read one by one, with 0 and 2
+    workers; without workers the batch is the tensor the items' clips are slices of."""
+    cfg = _cfg(synthetic_ava.root, backend=backend)
+    cfg.TEST.BATCH_SIZE = 3
+    dataset = AvaDataset(cfg, "test")
+    indices = [0, 1, 2]
+    items = dataset.__getitems__(indices)
+    batch = collate(items)
+    for pathway in range(2):
+        whole = batch["inputs"][pathway]
+        assert all(item["inputs"][pathway]._base is whole for item in items)
+    single = collate([AvaDataset(cfg, "test")[i] for i in indices])
+    for key in ("boxes", "labels", "boxes_norm"):
+        torch.testing.assert_close(batch[key], single[key], rtol=0, atol=0)
+    for ours, theirs in zip(batch["inputs"], single["inputs"], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    for workers in (0, 2):
+        cfg.DATA_LOADER.NUM_WORKERS = workers
+        loader = build_loader(cfg, "test")
+        batches = sorted(loader, key=lambda b: b["metadata"][0])
+        fresh = AvaDataset(cfg, "test")
+        position = {(k.video_id, k.second): i for i, k in enumerate(fresh.keyframes)}
+        for got in batches:
+            first = position[got["metadata"][0]]
+            want = collate([fresh[i] for i in range(first, first + len(got["orig_sizes"]))])
+            assert got["metadata"] == want["metadata"]
+            for ours, theirs in zip(got["inputs"], want["inputs"], strict=True):
+                assert ours.is_shared() == (workers > 0)
+                torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
 def test_loader_with_workers_is_deterministic(synthetic_ava):
     cfg = _cfg(synthetic_ava.root, workers=2)
     runs = []

@@ -47,5 +47,10 @@ def test_slow_pathway_takes_linspace_positions_of_the_fast_frames():
     assert slow32[0, :, 0, 0].tolist() == [0, 10, 20, 31]  # truncated, not rounded
     (only,) = pack_pathways(frames, "slow", alpha=4)
     assert only is frames
+    batch = torch.stack([frames, frames + 100])  # [B, C, T, H, W]: the same positions per clip
+    slow_out = torch.empty(2, 3, 4, 2, 2)
+    batch_slow, _ = pack_pathways(batch, "slowfast", alpha=4, slow_out=slow_out)
+    assert batch_slow.data_ptr() == slow_out.data_ptr()
+    assert batch_slow[1, 0, :, 0, 0].tolist() == [100, 105, 110, 115]
     with pytest.raises(ValueError, match="unknown MODEL.ARCH"):
         pack_pathways(frames, "x3d", 4)

@@ -88,6 +88,13 @@ def test_one_pass_normalization_equals_the_whole_clip_expressions(bgr):
     untouched = to_chw_float(frames)
     normalize(untouched, mean, std, bgr)
     np.testing.assert_array_equal(untouched, rgb)
+    batch = torch.full((2, 3, 3, 7, 9), float("nan"))
+    written = to_normalized_chw(frames, mean, std, bgr, out=batch[1])
+    assert written.data_ptr() == batch[1].data_ptr()
+    np.testing.assert_array_equal(batch[1].numpy(), expected)
+    assert batch[0].isnan().all()
+    with pytest.raises(ValueError, match=r"out must be contiguous float32 \(3, 3, 7, 9\)"):
+        to_normalized_chw(frames, mean, std, bgr, out=batch[1].transpose(0, 1))
 
 
 def test_flip_maps_pixel_x_to_w_minus_1_minus_x_with_its_boxes():

@@ -33,7 +33,8 @@ processes, as in PySlowFast, whose per-GPU test batch is one clip. `collate` ref
 different sizes. With loader workers, each worker gets one contiguous run of the batches (see
 `SameSizeBatchSampler`'s `num_workers`), so its clips follow each other in the video and it
 decodes each frame once; batches keep their content, so scores do not depend on the number of
-workers either.
+workers either. A test batch's clips are normalized straight into the batch's tensors
+(`AvaDataset.__getitems__`), not into per-clip tensors that `collate` would then copy.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from .transforms import (
     scale_frames,
     short_side_size,
     test_boxes,
-    test_transform,
+    test_frames,
     to_normalized_chw,
     train_transform,
 )
@@ -257,12 +258,13 @@ class AvaDataset(Dataset):
             self._clip_buffer = np.empty(shape, np.uint8)
         return self._clip_buffer
 
-    def _test_clip(self, index: int) -> torch.Tensor:
+    def _test_clip(self, index: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Item `index`'s test clip, `test_frames(read_frames(index))` (float32
-        [3, T, H', W']), video backend: the frames the previous item's clip also had are taken
-        from it already scaled, only the others are read and scaled (test items come in
-        keyframe order, so consecutive clips overlap: about half of each 32x2 clip at 1
-        keyframe per second). Scaling works frame by frame, so the values are the same."""
+        [3, T, H', W'], written into `out` when given), video backend: the frames the previous
+        item's clip also had are taken from it already scaled, only the others are read and
+        scaled (test items come in keyframe order, so consecutive clips overlap: about half of
+        each 32x2 clip at 1 keyframe per second). Scaling works frame by frame, so the values
+        are the same."""
         cfg, video_id = self.cfg, self.keyframes[index].video_id
         indices = self.clip_indices(index)
         kept = self._scaled if self._scaled_video == video_id else {}
@@ -280,9 +282,45 @@ class AvaDataset(Dataset):
         self._scaled = {int(k): kept[int(k)] for k in np.unique(indices)}
         self._scaled_video = video_id
         frames = [kept[int(k)] for k in indices]
-        return to_normalized_chw(frames, cfg.DATA.MEAN, cfg.DATA.STD, cfg.AVA.BGR)
+        return to_normalized_chw(frames, cfg.DATA.MEAN, cfg.DATA.STD, cfg.AVA.BGR, out=out)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self._item(index)
+        item["inputs"] = pack_pathways(
+            item.pop("clip"), self.cfg.MODEL.ARCH, self.cfg.SLOWFAST.ALPHA
+        )
+        return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Items `indices` (a DataLoader's batch), equal to ``[self[i] for i in indices]``.
+
+        Test clips of one size are written straight into one tensor per pathway, [B, C, T_p,
+        H', W'] (in shared memory in a loader worker, as `default_collate` would put it), item
+        ``b``'s inputs being their ``b``-th slices, which `collate` takes whole: the clips are
+        not copied into a batch afterwards. A batch of 8 32x2 clips at short side 256 is 447 MB;
+        each clip-sized and batch-sized array is fresh memory whose first touch (page faults)
+        cost as much as filling it, so writing each value once is what counts.
+        """
+        sizes = {self.input_size(i) for i in indices} if self.split == "test" else set()
+        if len(sizes) != 1:
+            return [self[i] for i in indices]
+        height, width = sizes.pop()
+        cfg = self.cfg
+        clips = _batch_tensor((len(indices), 3, cfg.DATA.NUM_FRAMES, height, width))
+        items = [self._item(i, clip_out=clips[b]) for b, i in enumerate(indices)]
+        slow_out = None
+        if cfg.MODEL.ARCH == "slowfast":
+            slow_frames = cfg.DATA.NUM_FRAMES // cfg.SLOWFAST.ALPHA
+            slow_out = _batch_tensor((len(indices), 3, slow_frames, height, width))
+        pathways = pack_pathways(clips, cfg.MODEL.ARCH, cfg.SLOWFAST.ALPHA, slow_out=slow_out)
+        for b, item in enumerate(items):
+            del item["clip"]
+            item["inputs"] = [pathway[b] for pathway in pathways]
+        return items
+
+    def _item(self, index: int, clip_out: torch.Tensor | None = None) -> dict[str, Any]:
+        """`__getitem__`'s item with the clip (float32 [3, T, H, W]) as ``clip`` instead of its
+        pathways; test clips are written into `clip_out` when given."""
         cfg = self.cfg
         keyframe = self.keyframes[index]
         labels = keyframe.multi_hot(cfg.MODEL.NUM_CLASSES)
@@ -308,17 +346,16 @@ class AvaDataset(Dataset):
             )
             labels, boxes_norm = labels[kept], boxes_norm[kept]
         elif self.backend == "video":
-            clip = self._test_clip(index)
+            clip = self._test_clip(index, out=clip_out)
             orig_size = self.frame_size(keyframe.video_id)
             boxes = test_boxes(boxes_norm, *orig_size, short_side=cfg.DATA.TEST_CROP_SIZE)
         else:
             frames = self.read_frames(index)
             orig_size = (frames.shape[1], frames.shape[2])
-            clip, boxes = test_transform(
-                frames, boxes_norm, short_side=cfg.DATA.TEST_CROP_SIZE, **common
-            )
+            clip = test_frames(frames, short_side=cfg.DATA.TEST_CROP_SIZE, out=clip_out, **common)
+            boxes = test_boxes(boxes_norm, *orig_size, short_side=cfg.DATA.TEST_CROP_SIZE)
         return {
-            "inputs": pack_pathways(clip, cfg.MODEL.ARCH, cfg.SLOWFAST.ALPHA),
+            "clip": clip,
             "boxes": boxes,
             "labels": torch.from_numpy(labels),
             "boxes_norm": torch.from_numpy(boxes_norm.astype(np.float32)),
@@ -343,10 +380,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             f"({[(item['video_id'], item['second']) for item in items]}); batches are never "
             "padded, batch test clips with SameSizeBatchSampler"
         )
-    # default_collate stacks a loader worker's batch straight into shared memory (a plain
-    # torch.stack would be copied there again when the batch is sent to the main process).
     inputs = [
-        default_collate([item["inputs"][pathway] for item in items])
+        _stacked([item["inputs"][pathway] for item in items])
         for pathway in range(len(items[0]["inputs"]))
     ]
     batch_index = torch.cat(
@@ -363,6 +398,35 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         ],
         "orig_sizes": [item["orig_size"] for item in items],
     }
+
+
+def _stacked(clips: list[torch.Tensor]) -> torch.Tensor:
+    """The clips [..] stacked into [B, ..]: the tensor they are the consecutive slices of when
+    `AvaDataset.__getitems__` wrote them into one, else a new one (`default_collate`, which in a
+    loader worker stacks straight into shared memory; a plain torch.stack would be copied there
+    again when the batch is sent to the main process)."""
+    base = clips[0]._base
+    if (
+        base is not None
+        and base.is_contiguous()
+        and base.shape == (len(clips), *clips[0].shape)
+        and all(
+            c._base is base and c.data_ptr() == base[b].data_ptr() and c.is_contiguous()
+            for b, c in enumerate(clips)
+        )
+    ):
+        return base
+    return default_collate(clips)
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialized float32 tensor of `shape`, in shared memory in a loader worker (whose
+    batches are sent to the main process) as `default_collate` allocates there."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape)
+    numel = int(np.prod(shape))
+    storage = torch.UntypedStorage._new_shared(numel * 4)
+    return torch.empty(0).set_(storage, 0, shape, torch.empty(shape, device="meta").stride())
 
 
 class SameSizeBatchSampler(Sampler[list[int]]):

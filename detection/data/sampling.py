@@ -82,17 +82,25 @@ def slow_indices(num_frames: int, alpha: int) -> torch.Tensor:
     return torch.linspace(0, num_frames - 1, num_frames // alpha).long()
 
 
-def pack_pathways(frames: torch.Tensor, arch: str, alpha: int) -> list[torch.Tensor]:
-    """Split a clip into the model's pathway inputs.
+def pack_pathways(
+    frames: torch.Tensor, arch: str, alpha: int, *, slow_out: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Split a clip (or a batch of clips) into the model's pathway inputs.
 
-    frames: [C, T, H, W]. Returns ``[slow [C, T // alpha, H, W], fast [C, T, H, W]]`` for
-    ``"slowfast"`` and ``[frames]`` for ``"slow"`` (Slow-only models are fed the clip as sampled).
+    frames: [C, T, H, W] or [B, C, T, H, W]. Returns ``[slow [..., C, T // alpha, H, W], fast
+    = frames]`` for ``"slowfast"``, the slow frames written into `slow_out` when given, and
+    ``[frames]`` for ``"slow"`` (Slow-only models are fed the clip as sampled).
     """
-    if frames.dim() != 4:
-        raise ValueError(f"expected frames [C, T, H, W], got shape {tuple(frames.shape)}")
+    if frames.dim() not in (4, 5):
+        raise ValueError(
+            f"expected frames [C, T, H, W] or [B, C, T, H, W], got shape {tuple(frames.shape)}"
+        )
     if arch == "slow":
         return [frames]
     if arch == "slowfast":
-        slow = frames.index_select(1, slow_indices(frames.shape[1], alpha))
-        return [slow, frames]
+        time_dim = frames.dim() - 3
+        indices = slow_indices(frames.shape[time_dim], alpha)
+        if slow_out is None:
+            return [frames.index_select(time_dim, indices), frames]
+        return [torch.index_select(frames, time_dim, indices, out=slow_out), frames]
     raise ValueError(f"unknown MODEL.ARCH {arch!r}; expected one of {PATHWAY_ARCHS}")

@@ -217,11 +217,15 @@ def to_normalized_chw(
     mean: Sequence[float],
     std: Sequence[float],
     bgr: bool,
+    *,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`normalize(to_chw_float(frames), mean, std, bgr)` in one pass over the frames: the same
     float32 values, about twice as fast (no clip-sized temporary). uint8 [T, H, W, 3] (or T
-    frames [H, W, 3] of one size) -> float32 [3, T, H, W]."""
-    return torch.from_numpy(_to_chw(frames, (*_channel_stats(mean, std), bgr)))
+    frames [H, W, 3] of one size) -> float32 [3, T, H, W], written into `out` (contiguous, of
+    that shape) when given."""
+    target = None if out is None else out.numpy()
+    return torch.from_numpy(_to_chw(frames, (*_channel_stats(mean, std), bgr), out=target))
 
 
 def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +236,7 @@ def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndar
 def _to_chw(
     frames: np.ndarray | Sequence[np.ndarray],
     normalization: tuple[np.ndarray, np.ndarray, bool] | None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 [T, H, W, 3] (or T frames [H, W, 3]) -> float32 [3, T, H, W] = x / 255, then
     (x - mean) / std with the RGB `normalization` (mean, std, bgr) when given, output channels
@@ -243,7 +248,11 @@ def _to_chw(
     clip-sized temporary is made; every value is the same float32 arithmetic as the
     whole-clip expressions."""
     height, width = frames[0].shape[:2]
-    out = np.empty((3, len(frames), height, width), np.float32)
+    shape = (3, len(frames), height, width)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be contiguous float32 {shape}, got {out.dtype} {out.shape}")
     for t, frame in enumerate(frames):
         if frame.shape != (height, width, 3):
             raise ValueError(f"frame {t} is {frame.shape}, frame 0 {(height, width, 3)}")
@@ -335,11 +344,12 @@ def test_frames(
     mean: Sequence[float] = (0.45, 0.45, 0.45),
     std: Sequence[float] = (0.225, 0.225, 0.225),
     bgr: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The clip of `test_transform`: uint8 RGB [T, H, W, 3] -> float32 [3, T, H', W'], i.e.
-    `to_normalized_chw(scale_frames(frames, short_side), ...)`. Each output frame depends on
-    its input frame only."""
-    return to_normalized_chw(scale_frames(frames, short_side), mean, std, bgr)
+    `to_normalized_chw(scale_frames(frames, short_side), ..., out=out)`. Each output frame
+    depends on its input frame only."""
+    return to_normalized_chw(scale_frames(frames, short_side), mean, std, bgr, out=out)
 
 
 def test_boxes(
