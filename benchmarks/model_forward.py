@@ -14,11 +14,13 @@ not an accuracy figure), at each thread count. Runs are interleaved and the mini
 reported, as process CPU time (robust on a shared machine) and wall time.
 
 Each row is also given as a share of this CPU's matrix-multiply peak at the same thread count,
-measured in the same run: a torch float32 matrix product of --gemm-size squared matrices
-(2 n^3 flops), timed interleaved with the models; "% peak" compares wall-time rates, "% peak cpu"
-rates per second of process CPU time (all threads), which other processes' load disturbs less
-on a shared machine. The model's flops are fvcore's count x 2
-(fvcore counts one multiply-add as one flop; RoIAlign is not counted).
+measured in the same run: torch float32 matrix products of --gemm-size squared matrices
+(2 n^3 flops each), as many in a row as last about --gemm-seconds (a forward's length: the
+minimum of single 0.1-0.2 s products is a burst 5-10% above what the CPU sustains for the
+seconds a forward takes), timed interleaved with the models; "% peak" compares wall-time
+rates, "% peak cpu" rates per second of process CPU time (all threads), which other processes'
+load disturbs less on a shared machine. The model's flops are fvcore's count x 2 (fvcore
+counts one multiply-add as one flop; RoIAlign is not counted).
 
 Needs the `bench` extra (pytorchvideo, fvcore) and the `export` extra. Example:
     .venv/bin/python benchmarks/model_forward.py --threads 1 2 --repeats 5
@@ -109,6 +111,14 @@ def timed_runs(
     return {n: min(v) for n, v in cpu.items()}, {n: min(v) for n, v in wall.items()}
 
 
+def _products_lasting(seconds: float, a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many products a @ b in a row take about `seconds` on this thread count."""
+    torch.mm(a, b)
+    start = time.perf_counter()
+    torch.mm(a, b)
+    return max(1, round(seconds / (time.perf_counter() - start)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts")
@@ -116,6 +126,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="frame height and width")
     parser.add_argument("--boxes", type=int, default=4, help="person boxes in the clip")
     parser.add_argument("--gemm-size", type=int, default=2048, help="peak sgemm matrix size")
+    parser.add_argument(
+        "--gemm-seconds", type=float, default=1.0, help="length of one timed peak sgemm run"
+    )
     parser.add_argument(
         "--calibration-clips", type=int, default=4, help="int8 calibration clips (random)"
     )
@@ -168,9 +181,9 @@ def main() -> None:
         f"{export_s:.0f} s wall, int8 quantization {quantize_s:.0f} s"
     )
     print(
-        f"model: {model_gflop:.1f} GFLOP (fvcore count x 2); peak: {n}x{n} float32 matmul "
-        f"(torch) in the same run; load average before {load_before[0]:.1f} "
-        f"(on {os.cpu_count()} CPUs)"
+        f"model: {model_gflop:.1f} GFLOP (fvcore count x 2); peak: {n}x{n} float32 matmuls "
+        f"(torch) in a row for ~{args.gemm_seconds:g} s, in the same run; load average before "
+        f"{load_before[0]:.1f} (on {os.cpu_count()} CPUs)"
     )
     print(
         f"{'model':16s} {'threads':>7s} {'cpu s':>7s} {'wall s':>7s} {'wall ratio':>10s} "
@@ -194,11 +207,12 @@ def main() -> None:
             for engine in ("onnxruntime", "openvino"):
                 int8 = ExportedDetector(int8_path, engine, num_threads=threads)
                 runs[f"{engine} int8"] = lambda run=int8: run([slow, fast], boxes)
-        runs["peak sgemm"] = lambda: torch.mm(a, b)
+        products = _products_lasting(args.gemm_seconds, a, b)
+        runs["peak sgemm"] = lambda k=products: [torch.mm(a, b) for _ in range(k)]
         with torch.inference_mode():
             outputs = {name: run() for name, run in runs.items() if name != "peak sgemm"}
             cpu, wall = timed_runs(runs, args.repeats)
-        gemm_gflop = 2 * n**3 / 1e9
+        gemm_gflop = products * 2 * n**3 / 1e9
         for name in runs:
             gflop = gemm_gflop if name == "peak sgemm" else model_gflop
             # Rates per wall second, and per CPU second (what the load of other processes does
