@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -167,6 +169,32 @@ def test_test_batches_are_written_in_place_and_equal_batches_of_single_items(
             for ours, theirs in zip(got["inputs"], want["inputs"], strict=True):
                 assert ours.is_shared() == (workers > 0)
                 torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_loader_with_workers_loads_the_colour_kernel_before_they_fork(
+    synthetic_ava, tmp_path, workers
+):
+    """Workers forked after `build_loader` inherit the colour kernel instead of each importing
+    Numba and loading it again every epoch; without workers it stays unloaded until a frame is
+    converted."""
+    cfg = _cfg(synthetic_ava.root, workers=workers)
+    config = tmp_path / "loader.yaml"
+    config.write_text(cfg.dump())
+    code = (
+        "import sys; from detection.config import get_cfg; from detection.data import jpeg_colour; "
+        "from detection.data.dataset import build_loader; cfg = get_cfg(); "
+        f"cfg.merge_from_file({str(config)!r}); build_loader(cfg, 'test'); "
+        "print(jpeg_colour._kernel is not None, 'numba' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.stdout.split() == [str(workers > 0)] * 2
 
 
 def test_loader_with_workers_is_deterministic(synthetic_ava):

@@ -54,6 +54,7 @@ from yacs.config import CfgNode
 
 from detection.config import ConfigError
 
+from . import jpeg_colour
 from .annotations import (
     AnnotationError,
     Keyframe,
@@ -536,6 +537,9 @@ def build_loader(
     state after a resume.
     """
     dataset = AvaDataset(cfg, split)
+    if cfg.DATA_LOADER.NUM_WORKERS > 0 and dataset.backend == "video":
+        if cfg.DATA.VIDEO_COLOR == "jpeg_bt601":
+            jpeg_colour.prepare()  # before the workers fork, not once per worker and epoch
     common: dict[str, Any] = {
         "num_workers": cfg.DATA_LOADER.NUM_WORKERS,
         "pin_memory": cfg.DATA_LOADER.PIN_MEMORY,

@@ -63,6 +63,16 @@ def _load_kernel() -> Any:
     return convert
 
 
+def prepare() -> None:
+    """Import the kernel now (Numba's import and the compiled code's load, ~0.5-0.9 s) rather
+    than at the first frame: a process that starts DataLoader workers calls it first, so that
+    the forked workers inherit the kernel instead of each loading it again, every epoch."""
+    global _kernel
+    with _kernel_lock:
+        if _kernel is None:
+            _kernel = _load_kernel()
+
+
 def _scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
     """This thread's reusable uint8 buffer `name` (uninitialized; replaced when the shape
     changes), so that converting a frame writes into memory the process already has (fresh
@@ -91,14 +101,11 @@ def ycbcr_to_jpeg_rgb(
     Returns uint8 [H, W, 3], written into `out` (uint8 [H, W, 3], contiguous) when given.
     Safe to call from several threads at once (per-thread scratch; the kernel releases the GIL).
     """
-    global _kernel
     if subsampling not in SUBSAMPLINGS:
         raise ValueError(f"subsampling must be one of {SUBSAMPLINGS}, got {subsampling}")
     width, height = size
     if _kernel is None:
-        with _kernel_lock:
-            if _kernel is None:
-                _kernel = _load_kernel()
+        prepare()
     if not full_range:
         planes = tuple(  # type: ignore[assignment]
             cv2.LUT(
