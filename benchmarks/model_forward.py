@@ -17,10 +17,12 @@ Each row is also given as a share of this CPU's matrix-multiply peak at the same
 measured in the same run: torch float32 matrix products of --gemm-size squared matrices
 (2 n^3 flops each), as many in a row as last about --gemm-seconds (a forward's length: the
 minimum of single 0.1-0.2 s products is a burst 5-10% above what the CPU sustains for the
-seconds a forward takes), timed interleaved with the models; "% peak" compares wall-time
-rates, "% peak cpu" rates per second of process CPU time (all threads), which other processes'
-load disturbs less on a shared machine. The model's flops are fvcore's count x 2 (fvcore
-counts one multiply-add as one flop; RoIAlign is not counted).
+seconds a forward takes), timed in every round after the models; a row's share is its rate
+against the sgemm's rate of the same round, the median round's shown (the speed of a shared
+host drifts over minutes, by 10-20% here, more than between the runs of one round). "% peak"
+compares wall-time rates, "% peak cpu" rates per second of process CPU time (all threads),
+which other processes' load disturbs less on a shared machine. The model's flops are
+fvcore's count x 2 (fvcore counts one multiply-add as one flop; RoIAlign is not counted).
 
 Needs the `bench` extra (pytorchvideo, fvcore) and the `export` extra. Example:
     .venv/bin/python benchmarks/model_forward.py --threads 1 2 --repeats 5
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -96,8 +99,9 @@ def gflops(model: torch.nn.Module, inputs: tuple) -> float:
 
 def timed_runs(
     runs: dict[str, Callable[[], object]], repeats: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Min CPU and wall seconds of each run over `repeats` interleaved rounds (after a warm-up)."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """CPU and wall seconds of each run in each of `repeats` interleaved rounds (after a
+    warm-up)."""
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     wall: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
@@ -108,7 +112,16 @@ def timed_runs(
             run()
             cpu[name].append(time.process_time() - c)
             wall[name].append(time.perf_counter() - w)
-    return {n: min(v) for n, v in cpu.items()}, {n: min(v) for n, v in wall.items()}
+    return cpu, wall
+
+
+def _median_share(
+    seconds: list[float], peak_seconds: list[float], gflop: float, peak_gflop: float
+) -> float:
+    """Median over rounds of the rate gflop / seconds against that round's peak rate."""
+    return statistics.median(
+        (gflop / s) / (peak_gflop / p) for s, p in zip(seconds, peak_seconds, strict=True)
+    )
 
 
 def _products_lasting(seconds: float, a: torch.Tensor, b: torch.Tensor) -> int:
@@ -176,7 +189,8 @@ def main() -> None:
 
     print(
         f"SlowFast R50 detection, 1 clip: slow {tuple(slow.shape)}, fast {tuple(fast.shape)}, "
-        f"{args.boxes} boxes; min of {args.repeats} interleaved runs; weights loaded from "
+        f"{args.boxes} boxes; times: min of {args.repeats} interleaved rounds, % peak: the "
+        f"median round's; weights loaded from "
         f"PyTorchVideo ({report.format}, {len(report.loaded)} tensors); ONNX export "
         f"{export_s:.0f} s wall, int8 quantization {quantize_s:.0f} s"
     )
@@ -211,15 +225,19 @@ def main() -> None:
         runs["peak sgemm"] = lambda k=products: [torch.mm(a, b) for _ in range(k)]
         with torch.inference_mode():
             outputs = {name: run() for name, run in runs.items() if name != "peak sgemm"}
-            cpu, wall = timed_runs(runs, args.repeats)
+            cpu_rounds, wall_rounds = timed_runs(runs, args.repeats)
+        cpu = {name: min(v) for name, v in cpu_rounds.items()}
+        wall = {name: min(v) for name, v in wall_rounds.items()}
         gemm_gflop = products * 2 * n**3 / 1e9
         for name in runs:
             gflop = gemm_gflop if name == "peak sgemm" else model_gflop
             # Rates per wall second, and per CPU second (what the load of other processes does
             # not change), each against the sgemm's rate of the same kind.
-            rate, rate_cpu = gflop / wall[name], gflop / cpu[name]
-            share = rate / (gemm_gflop / wall["peak sgemm"])
-            share_cpu = rate_cpu / (gemm_gflop / cpu["peak sgemm"])
+            rate = gflop / wall[name]
+            # The machine's speed drifts over minutes on a shared host: each round's share is
+            # taken against the sgemm of the same round, and the median round's is shown.
+            share = _median_share(wall_rounds[name], wall_rounds["peak sgemm"], gflop, gemm_gflop)
+            share_cpu = _median_share(cpu_rounds[name], cpu_rounds["peak sgemm"], gflop, gemm_gflop)
             if name == "peak sgemm":
                 ratio, diff = "", ""
             else:
