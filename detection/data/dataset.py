@@ -54,7 +54,6 @@ from yacs.config import CfgNode
 
 from detection.config import ConfigError
 
-from . import jpeg_colour
 from .annotations import (
     AnnotationError,
     Keyframe,
@@ -71,7 +70,16 @@ from .transforms import (
     to_normalized_chw,
     train_transform,
 )
-from .video import COLORS, FRAME_RULES, Color, FrameRule, VideoReader, find_video, read_frame_files
+from .video import (
+    COLORS,
+    FRAME_RULES,
+    Color,
+    FrameRule,
+    VideoReader,
+    find_video,
+    prepare_color,
+    read_frame_files,
+)
 
 SPLITS = ("train", "test")
 BACKENDS = ("video", "frames")
@@ -538,8 +546,7 @@ def build_loader(
     """
     dataset = AvaDataset(cfg, split)
     if cfg.DATA_LOADER.NUM_WORKERS > 0 and dataset.backend == "video":
-        if cfg.DATA.VIDEO_COLOR == "jpeg_bt601":
-            jpeg_colour.prepare()  # before the workers fork, not once per worker and epoch
+        prepare_color(dataset._video_color)  # before the workers fork, not in each of them
     common: dict[str, Any] = {
         "num_workers": cfg.DATA_LOADER.NUM_WORKERS,
         "pin_memory": cfg.DATA_LOADER.PIN_MEMORY,

@@ -65,8 +65,7 @@ def _load_kernel() -> Any:
 
 def prepare() -> None:
     """Import the kernel now (Numba's import and the compiled code's load, ~0.5-0.9 s) rather
-    than at the first frame: a process that starts DataLoader workers calls it first, so that
-    the forked workers inherit the kernel instead of each loading it again, every epoch."""
+    than at the first frame (`detection.data.video.prepare_color`)."""
     global _kernel
     with _kernel_lock:
         if _kernel is None:

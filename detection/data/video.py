@@ -73,6 +73,7 @@ from av.video.reformatter import VideoReformatter
 
 from detection.errors import UserError
 
+from . import jpeg_colour
 from .jpeg_colour import ycbcr_to_jpeg_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
@@ -252,6 +253,14 @@ def ffmpeg_durations(
     ticks = np.asarray(packet_durations, dtype=np.float64) * float(time_base * out_rate)
     ticks = np.rint(ticks.astype(np.float32)).astype(np.float64)
     return np.where(ticks > 0, ticks, fallback)
+
+
+def prepare_color(color: Color) -> None:
+    """Load now what converting frames to `color` needs (the JPEG colours' compiled kernel,
+    ~0.5-0.9 s) rather than at the first frame: a process about to fork DataLoader workers
+    calls it, so that they inherit it instead of each loading it again, every epoch."""
+    if color == "jpeg_bt601":
+        jpeg_colour.prepare()
 
 
 def jpeg_rgb(frame: av.VideoFrame, out: np.ndarray | None = None) -> np.ndarray:
