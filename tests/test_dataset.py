@@ -172,12 +172,10 @@ def test_test_batches_are_written_in_place_and_equal_batches_of_single_items(
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_a_loader_with_workers_loads_the_colour_kernel_before_they_fork(
-    synthetic_ava, tmp_path, workers
-):
-    """Workers forked after `build_loader` inherit the colour kernel instead of each importing
-    Numba and loading it again every epoch; without workers it stays unloaded until a frame is
-    converted."""
+def test_a_loader_with_workers_loads_the_kernels_before_they_fork(synthetic_ava, tmp_path, workers):
+    """Workers forked after `build_loader` inherit the colour and normalization kernels instead
+    of each importing Numba and loading them again every epoch; without workers they stay
+    unloaded until a frame is converted."""
     cfg = _cfg(synthetic_ava.root, workers=workers)
     config = tmp_path / "loader.yaml"
     config.write_text(cfg.dump())
@@ -185,7 +183,8 @@ def test_a_loader_with_workers_loads_the_colour_kernel_before_they_fork(
         "import sys; from detection.config import get_cfg; from detection.data import jpeg_colour; "
         "from detection.data.dataset import build_loader; cfg = get_cfg(); "
         f"cfg.merge_from_file({str(config)!r}); build_loader(cfg, 'test'); "
-        "print(jpeg_colour._kernel is not None, 'numba' in sys.modules)"
+        "print(jpeg_colour._kernel is not None, 'numba' in sys.modules, "
+        "'detection.data._normalize_kernel' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -194,7 +193,7 @@ def test_a_loader_with_workers_loads_the_colour_kernel_before_they_fork(
         check=True,
         cwd=Path(__file__).resolve().parents[1],
     )
-    assert result.stdout.split() == [str(workers > 0)] * 2
+    assert result.stdout.split() == [str(workers > 0)] * 3
 
 
 def test_loader_with_workers_is_deterministic(synthetic_ava):

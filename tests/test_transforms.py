@@ -74,7 +74,9 @@ def test_mean_and_std_are_indexed_in_bgr_order_like_pyslowfast():
 def test_one_pass_normalization_equals_the_whole_clip_expressions(bgr):
     """`to_normalized_chw` and `normalize(..., in_place=True)` give, bit for bit, what the
     whole-clip float32 expressions ((x / 255 - mean) / std, channels reversed for BGR) give."""
-    frames = np.random.default_rng(0).integers(0, 256, (3, 7, 9, 3), dtype=np.uint8)
+    # Every byte value in every channel, each channel's at different positions.
+    values = np.stack([np.roll(np.arange(256, dtype=np.uint8), 37 * c) for c in range(3)], -1)
+    frames = np.concatenate([values, values[:59]]).reshape(5, 7, 9, 3)
     mean, std = (0.1, 0.45, 0.3), (0.225, 0.5, 0.125)
     rgb = np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32) / np.float32(255)
     expected = (rgb - np.float32(mean)[::-1].reshape(3, 1, 1, 1)) / np.float32(std)[::-1].reshape(
@@ -83,17 +85,21 @@ def test_one_pass_normalization_equals_the_whole_clip_expressions(bgr):
     expected = expected[::-1] if bgr else expected
     np.testing.assert_array_equal(to_chw_float(frames), rgb)
     np.testing.assert_array_equal(to_normalized_chw(frames, mean, std, bgr).numpy(), expected)
+    flipped_crop = frames[:, ::-1, 2:]  # read with strides, as after `crop` and a flip
+    np.testing.assert_array_equal(
+        to_normalized_chw(flipped_crop, mean, std, bgr).numpy(), expected[:, :, ::-1, 2:]
+    )
     in_place = to_chw_float(frames)
     np.testing.assert_array_equal(normalize(in_place, mean, std, bgr, in_place=True), expected)
     untouched = to_chw_float(frames)
     normalize(untouched, mean, std, bgr)
     np.testing.assert_array_equal(untouched, rgb)
-    batch = torch.full((2, 3, 3, 7, 9), float("nan"))
+    batch = torch.full((2, 3, 5, 7, 9), float("nan"))
     written = to_normalized_chw(frames, mean, std, bgr, out=batch[1])
     assert written.data_ptr() == batch[1].data_ptr()
     np.testing.assert_array_equal(batch[1].numpy(), expected)
     assert batch[0].isnan().all()
-    with pytest.raises(ValueError, match=r"out must be contiguous float32 \(3, 3, 7, 9\)"):
+    with pytest.raises(ValueError, match=r"out must be contiguous float32 \(3, 5, 7, 9\)"):
         to_normalized_chw(frames, mean, std, bgr, out=batch[1].transpose(0, 1))
 
 

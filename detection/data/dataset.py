@@ -63,6 +63,7 @@ from .annotations import (
 )
 from .sampling import clip_frame_indices, keyframe_index, pack_pathways
 from .transforms import (
+    prepare_normalization,
     scale_frames,
     short_side_size,
     test_boxes,
@@ -545,8 +546,10 @@ def build_loader(
     state after a resume.
     """
     dataset = AvaDataset(cfg, split)
-    if cfg.DATA_LOADER.NUM_WORKERS > 0 and dataset.backend == "video":
-        prepare_color(dataset._video_color)  # before the workers fork, not in each of them
+    if cfg.DATA_LOADER.NUM_WORKERS > 0:  # compiled kernels: before the workers fork, not in each
+        prepare_normalization()
+        if dataset.backend == "video":
+            prepare_color(dataset._video_color)
     common: dict[str, Any] = {
         "num_workers": cfg.DATA_LOADER.NUM_WORKERS,
         "pin_memory": cfg.DATA_LOADER.PIN_MEMORY,

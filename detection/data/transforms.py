@@ -35,8 +35,10 @@ zero-area boxes, which only feed the RoI head empty regions with their labels.)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -221,11 +223,24 @@ def to_normalized_chw(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`normalize(to_chw_float(frames), mean, std, bgr)` in one pass over the frames: the same
-    float32 values, about twice as fast (no clip-sized temporary). uint8 [T, H, W, 3] (or T
-    frames [H, W, 3] of one size) -> float32 [3, T, H, W], written into `out` (contiguous, of
-    that shape) when given."""
+    float32 values, without a clip-sized temporary. uint8 [T, H, W, 3] (or T frames [H, W, 3]
+    of one size) -> float32 [3, T, H, W], written into `out` (contiguous, of that shape) when
+    given."""
     target = None if out is None else out.numpy()
-    return torch.from_numpy(_to_chw(frames, (*_channel_stats(mean, std), bgr), out=target))
+    return torch.from_numpy(_to_chw(frames, (tuple(mean), tuple(std), bgr), out=target))
+
+
+def prepare_normalization() -> None:
+    """Load the compiled kernel of `to_normalized_chw` now (Numba's import and the code's load,
+    ~0.5-0.9 s) rather than at the first clip: a process about to fork DataLoader workers calls
+    it, so that they inherit it instead of each loading it again, every epoch."""
+    _normalize_kernel()
+
+
+def _normalize_kernel() -> Any:
+    from ._normalize_kernel import normalize_frame
+
+    return normalize_frame
 
 
 def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -233,37 +248,52 @@ def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndar
     return np.asarray(mean, np.float32)[::-1], np.asarray(std, np.float32)[::-1]
 
 
+@functools.lru_cache(maxsize=8)
+def _lookup_tables(
+    normalization: tuple[tuple[float, ...], tuple[float, ...], bool] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What `_to_chw` makes of each byte: float32 [3, 256] (row c: RGB channel c's value x / 255,
+    then (x - mean) / std with `normalization`'s BGR-ordered mean and std when given), computed
+    by the very float32 operations of the whole-clip expressions; and int64 [3], the output
+    channel of each RGB channel (reversed if bgr)."""
+    tables = np.empty((3, 256), np.float32)
+    for c in range(3):
+        np.divide(np.arange(256, dtype=np.uint8), _255, out=tables[c], dtype=np.float32)
+    if normalization is None:
+        return tables, np.arange(3)
+    mean, std, bgr = normalization
+    mean_rgb, std_rgb = _channel_stats(mean, std)
+    for c in range(3):
+        _standardize(tables[c], mean_rgb[c], std_rgb[c], out=tables[c])
+    return tables, np.arange(3)[::-1].copy() if bgr else np.arange(3)
+
+
 def _to_chw(
     frames: np.ndarray | Sequence[np.ndarray],
-    normalization: tuple[np.ndarray, np.ndarray, bool] | None,
+    normalization: tuple[tuple[float, ...], tuple[float, ...], bool] | None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 [T, H, W, 3] (or T frames [H, W, 3]) -> float32 [3, T, H, W] = x / 255, then
-    (x - mean) / std with the RGB `normalization` (mean, std, bgr) when given, output channels
-    reversed if bgr.
+    (x - mean) / std with `normalization` (mean, std in BGR order, bgr) when given, output
+    channels reversed if bgr.
 
-    NumPy rather than torch: a data-loading process must not compete with the training process
-    for cores through torch's intra-op threads. Frame by frame and channel by channel (from
-    `cv2.split`'s contiguous planes), so that each step's data stays in the CPU's cache and no
-    clip-sized temporary is made; every value is the same float32 arithmetic as the
-    whole-clip expressions."""
+    Each sample is looked up in `_lookup_tables` by the compiled kernel, frame by frame (no
+    clip-sized temporary; NumPy and Numba rather than torch: a data-loading process must not
+    compete with the training process for cores through torch's intra-op threads)."""
     height, width = frames[0].shape[:2]
     shape = (3, len(frames), height, width)
     if out is None:
         out = np.empty(shape, np.float32)
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be contiguous float32 {shape}, got {out.dtype} {out.shape}")
+    tables, channels = _lookup_tables(normalization)
+    kernel = _normalize_kernel()
     for t, frame in enumerate(frames):
-        if frame.shape != (height, width, 3):
-            raise ValueError(f"frame {t} is {frame.shape}, frame 0 {(height, width, 3)}")
-        for c, plane in enumerate(cv2.split(frame)):
-            if normalization is None:
-                np.divide(plane, _255, out=out[c, t], dtype=np.float32)
-                continue
-            mean_rgb, std_rgb, bgr = normalization
-            target = out[2 - c if bgr else c, t]
-            np.divide(plane, _255, out=target, dtype=np.float32)
-            _standardize(target, mean_rgb[c], std_rgb[c], out=target)
+        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame {t} is {frame.dtype} {frame.shape}, expected uint8 {(height, width, 3)}"
+            )
+        kernel(frame, tables, channels, out, t)
     return out
 
 
