@@ -1,5 +1,7 @@
 """The GPU path, checked and timed in one run (a few minutes on one GPU); prints one table.
 
+0. A test batch's uint8 frames made model inputs on the GPU (what test_net does): the same
+   bits as the CPU's normalization, and the time against copying float32 inputs.
 1. Inference of SlowFast R101 32x2 (configs/AVA/SLOWFAST_32x2_R101_50_50.yaml, random weights
    whose scores spread over (0, 1)) on --batch clips of 256 px with 4 boxes each: float32 (the
    default, TF32 convolutions), bf16 and fp16 autocast with channels_last_3d (what
@@ -163,6 +165,38 @@ def inference_rows(args, device: torch.device) -> list[Row]:
         )
     model.to(memory_format=torch.contiguous_format)
     return rows
+
+
+def staging_rows(args, device: torch.device) -> list[Row]:
+    """A test batch of uint8 frames (8 32x2 clips at 256x455) made inputs on `device` as
+    test_net does (`InputStager`: copied as uint8, normalized there): same bits as the CPU's
+    normalization? Timed against moving the float32 inputs the CPU would have made."""
+    from detection.data.transforms import InputFormat
+    from detection.engine.precision import InputStager
+
+    shape = (2, 8, 64, 96, 3) if args.tiny else (args.batch, 32, 256, 455, 3)
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    fmt = InputFormat((0.45, 0.4, 0.5), (0.225, 0.25, 0.2), False, "slowfast", 4)
+    on_cpu = [x.clone() for x in fmt.inputs(frames)]
+    pinned = device.type == "cuda"
+    batch = {"frames": frames.pin_memory() if pinned else frames, "input_format": fmt}
+    batch["boxes"] = torch.zeros((1, 5))
+    stage = InputStager(device)
+    staged = _timed(lambda: stage(batch), device, 2, args.iters)
+    same = all(torch.equal(a.cpu(), b) for a, b in zip(stage(batch)[0], on_cpu, strict=True))
+    floats = [x.pin_memory() if pinned else x for x in on_cpu]
+    moved = _timed(lambda: [x.to(device, non_blocking=True) for x in floats], device, 2, args.iters)
+    return [
+        Row(
+            "test batch staging (uint8 -> inputs)",
+            f"{tuple(shape)} on {device.type}",
+            f"{'same bits as' if same else 'DIFFERENT from'} the CPU's normalization"
+            + (f"; {moved / staged:.1f}x the speed of moving float32 inputs" if pinned else ""),
+            staged,
+            ok=same,
+        )
+    ]
 
 
 def _train_steps(
@@ -362,7 +396,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     try:
-        for section in (inference_rows, training_rows):
+        for section in (staging_rows, inference_rows, training_rows):
             new = section(args, device)
             _print(new, header=not rows)  # progress, before the slower end-to-end steps
             rows += new

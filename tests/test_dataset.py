@@ -36,12 +36,18 @@ def _cfg(root, backend="video", arch="slowfast", workers=0):
     return cfg
 
 
+def _inputs(item):
+    """A test item's model inputs (`InputFormat.inputs` of its uint8 frames), each [3, T, H, W]."""
+    return [x[0] for x in item["input_format"].inputs(item["frames"][None])]
+
+
 def test_test_items_follow_the_model_contract(synthetic_ava):
     dataset = AvaDataset(_cfg(synthetic_ava.root), "test")
     # Test uses the predicted boxes over 0.9: every actor of every val keyframe.
     assert len(dataset) == len(synthetic_ava.val_videos) * len(synthetic_ava.keyframe_seconds)
     item = dataset[0]
-    slow, fast = item["inputs"]
+    assert item["frames"].dtype == torch.uint8 and item["frames"].shape == (16, 72, 96, 3)
+    slow, fast = _inputs(item)
     assert slow.shape == (3, 4, 72, 96) and fast.shape == (3, 16, 72, 96)
     torch.testing.assert_close(slow, fast[:, [0, 5, 10, 15]])
     n = len(item["boxes"])
@@ -56,7 +62,7 @@ def test_test_items_follow_the_model_contract(synthetic_ava):
         atol=1e-3,
         rtol=0,
     )
-    (only,) = AvaDataset(_cfg(synthetic_ava.root, arch="slow"), "test")[0]["inputs"]
+    (only,) = _inputs(AvaDataset(_cfg(synthetic_ava.root, arch="slow"), "test")[0])
     assert only.shape == (3, 16, 72, 96)
 
 
@@ -71,7 +77,7 @@ def test_video_and_frame_backends_give_the_same_clips(synthetic_ava):
         assert a.shape == b.shape and np.abs(a - b).mean() < 2.0
     a, b = by_video[1], by_frames[1]
     torch.testing.assert_close(a["boxes"], b["boxes"])
-    assert (a["inputs"][1] - b["inputs"][1]).abs().mean() < 0.05
+    assert (_inputs(a)[1] - _inputs(b)[1]).abs().mean() < 0.05
 
 
 def test_test_items_read_in_order_equal_clips_each_read_alone(synthetic_ava):
@@ -95,7 +101,7 @@ def test_test_items_read_in_order_equal_clips_each_read_alone(synthetic_ava):
             std=cfg.DATA.STD,
             bgr=cfg.AVA.BGR,
         )
-        torch.testing.assert_close(item["inputs"][1], clip, rtol=0, atol=0)
+        torch.testing.assert_close(_inputs(item)[1], clip, rtol=0, atol=0)
         torch.testing.assert_close(item["boxes"], boxes, rtol=0, atol=0)
         assert item["orig_size"] == frames.shape[1:3]
 
@@ -117,7 +123,8 @@ def test_collate_packs_variable_box_counts_into_k_by_5(synthetic_ava):
     counts = [len(i["boxes"]) for i in items]
     batch = collate(items)
     k = sum(counts)
-    assert [x.shape for x in batch["inputs"]] == [(3, 3, 4, 72, 96), (3, 3, 16, 72, 96)]
+    assert batch["frames"].shape == (3, 16, 72, 96, 3)
+    assert batch["input_format"] == items[0]["input_format"]
     assert batch["boxes"].shape == (k, 5) and batch["boxes"].dtype == torch.float32
     assert batch["boxes"][:, 0].tolist() == sum(([float(b)] * c for b, c in enumerate(counts)), [])
     torch.testing.assert_close(
@@ -130,7 +137,7 @@ def test_collate_packs_variable_box_counts_into_k_by_5(synthetic_ava):
     )
     assert batch["orig_sizes"] == [(120, 160)] * 3
     # Clips of different sizes are never padded into one batch.
-    small = dict(items[0], inputs=[x[..., :60, :80] for x in items[0]["inputs"]])
+    small = dict(items[0], frames=items[0]["frames"][:, :60, :80])
     with pytest.raises(ValueError, match=r"different sizes \[\(60, 80\), \(72, 96\)\]"):
         collate([small, items[1]])
 
@@ -139,23 +146,20 @@ def test_collate_packs_variable_box_counts_into_k_by_5(synthetic_ava):
 def test_test_batches_are_written_in_place_and_equal_batches_of_single_items(
     synthetic_ava, backend
 ):
-    """The loader's test batches (clips written straight into the batch by `__getitems__`, in
+    """The loader's test batches (frames written straight into the batch by `__getitems__`, in
     shared memory in a worker) equal `collate` of the items read one by one, with 0 and 2
-    workers; without workers the batch is the tensor the items' clips are slices of."""
+    workers, and so do their model inputs; without workers the batch is the tensor the items'
+    frames are slices of."""
     cfg = _cfg(synthetic_ava.root, backend=backend)
     cfg.TEST.BATCH_SIZE = 3
     dataset = AvaDataset(cfg, "test")
     indices = [0, 1, 2]
     items = dataset.__getitems__(indices)
     batch = collate(items)
-    for pathway in range(2):
-        whole = batch["inputs"][pathway]
-        assert all(item["inputs"][pathway]._base is whole for item in items)
+    assert all(item["frames"]._base is batch["frames"] for item in items)
     single = collate([AvaDataset(cfg, "test")[i] for i in indices])
-    for key in ("boxes", "labels", "boxes_norm"):
+    for key in ("frames", "boxes", "labels", "boxes_norm"):
         torch.testing.assert_close(batch[key], single[key], rtol=0, atol=0)
-    for ours, theirs in zip(batch["inputs"], single["inputs"], strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     for workers in (0, 2):
         cfg.DATA_LOADER.NUM_WORKERS = workers
         loader = build_loader(cfg, "test")
@@ -166,9 +170,12 @@ def test_test_batches_are_written_in_place_and_equal_batches_of_single_items(
             first = position[got["metadata"][0]]
             want = collate([fresh[i] for i in range(first, first + len(got["orig_sizes"]))])
             assert got["metadata"] == want["metadata"]
-            for ours, theirs in zip(got["inputs"], want["inputs"], strict=True):
-                assert ours.is_shared() == (workers > 0)
-                torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+            assert got["frames"].is_shared() == (workers > 0)
+            torch.testing.assert_close(got["frames"], want["frames"], rtol=0, atol=0)
+            inputs = got["input_format"].inputs(got["frames"])
+            for b, index in enumerate(range(first, first + len(got["orig_sizes"]))):
+                for ours, theirs in zip(inputs, _inputs(fresh[index]), strict=True):
+                    torch.testing.assert_close(ours[b], theirs, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -349,7 +356,7 @@ def test_scores_do_not_depend_on_test_batch_size_across_videos_of_two_sizes(
                     m.weight.fill_(0.3)
         loader = build_loader(cfg, "test")
         if workers == 0:
-            batch_sizes = [{tuple(b["inputs"][0].shape[-2:])} for b in loader]
+            batch_sizes = [{tuple(b["frames"].shape[2:4])} for b in loader]
         key = (batch_size, workers)
         runs[key] = predict(model, loader, torch.device("cpu")).unique_sorted()
         path = tmp_path / f"detections_{batch_size}_{workers}.csv"

@@ -439,3 +439,33 @@ def test_detections_hold_only_the_label_maps_classes(synthetic_ava, tmp_path):
     assert sorted(set(full["action_id"].astype(int))) == sorted(labelmap.ids)
     expected = full[full["action_id"].astype(int).isin(kept)].reset_index(drop=True)
     pd.testing.assert_frame_equal(subset, expected)
+
+
+def test_input_stager_reuses_its_cpu_inputs_for_test_batches_of_one_shape():
+    """Test batches (uint8 frames) are normalized into the stager's tensors, the same ones
+    while the shape stays, holding each batch's inputs; training batches' inputs pass as they
+    are."""
+    from detection.data.transforms import InputFormat
+    from detection.engine.precision import InputStager
+
+    fmt = InputFormat((0.45, 0.45, 0.45), (0.225, 0.225, 0.225), False, "slowfast", 4)
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 8, 6, 10, 3), dtype=torch.uint8, generator=generator)
+    boxes = torch.tensor([[0.0, 1, 1, 5, 5], [1.0, 2, 2, 8, 5]])
+    stage = InputStager(torch.device("cpu"))
+    first, staged_boxes = stage({"frames": frames, "input_format": fmt, "boxes": boxes})
+    torch.testing.assert_close(staged_boxes, boxes, rtol=0, atol=0)
+    for ours, theirs in zip(first, fmt.inputs(frames), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    pointers = [x.data_ptr() for x in first]
+    other = frames.flip(0).contiguous()
+    second, _ = stage({"frames": other, "input_format": fmt, "boxes": boxes})
+    assert [x.data_ptr() for x in second] == pointers
+    for ours, theirs in zip(second, fmt.inputs(other), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    smaller, _ = stage({"frames": frames[:1], "input_format": fmt, "boxes": boxes[:1]})
+    assert [x.shape[0] for x in smaller] == [1, 1]
+    torch.testing.assert_close(smaller[1], fmt.inputs(frames[:1])[1], rtol=0, atol=0)
+    training = [torch.rand(2, 3, 2, 6, 10), torch.rand(2, 3, 8, 6, 10)]
+    moved, _ = stage({"inputs": training, "boxes": boxes})
+    assert all(a is b for a, b in zip(moved, training, strict=True))

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from detection.data.sampling import slow_indices
 from detection.data.transforms import (
+    InputFormat,
     boxes_to_pixels,
     color_jitter,
     horizontal_flip,
@@ -101,6 +103,39 @@ def test_one_pass_normalization_equals_the_whole_clip_expressions(bgr):
     assert batch[0].isnan().all()
     with pytest.raises(ValueError, match=r"out must be contiguous float32 \(3, 5, 7, 9\)"):
         to_normalized_chw(frames, mean, std, bgr, out=batch[1].transpose(0, 1))
+
+
+def _every_byte_frames(shape=(2, 8, 4, 9, 3)) -> torch.Tensor:
+    """uint8 frames in which every channel holds every byte value, at different positions."""
+    count = int(np.prod(shape[:-1]))
+    values = np.stack([np.roll(np.arange(count) % 256, 37 * c) for c in range(3)], -1)
+    return torch.from_numpy(values.astype(np.uint8).reshape(shape))
+
+
+@pytest.mark.parametrize("bgr", [False, True])
+def test_input_format_gives_to_normalized_chw_of_each_clip_on_cpu_and_by_torch(bgr):
+    """`InputFormat.inputs` of a uint8 batch is `to_normalized_chw` of each clip, split into
+    pathways; torch's float32 operations (what a GPU runs) give the same bits."""
+    frames = _every_byte_frames()
+    fmt = InputFormat((0.1, 0.45, 0.3), (0.225, 0.5, 0.125), bgr, "slowfast", 4)
+    fast = torch.stack([to_normalized_chw(clip.numpy(), fmt.mean, fmt.std, bgr) for clip in frames])
+    expected = [fast[:, :, slow_indices(8, 4)], fast]
+    for ours, theirs in zip(fmt.inputs(frames), expected, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    torch.testing.assert_close(fmt._normalized_by_torch(frames), fast, rtol=0, atol=0)
+
+    buffers = fmt.buffers(frames.shape)
+    written = fmt.inputs(frames, out=buffers)
+    assert [x.data_ptr() for x in written] == [x.data_ptr() for x in buffers]
+    torch.testing.assert_close(written[0], expected[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"out must be 2 tensors of .* with B = 2"):
+        fmt.inputs(frames, out=fmt.buffers((1, 8, 4, 9, 3)))
+    with pytest.raises(ValueError, match=r"expected uint8 frames \[B, T, H, W, 3\]"):
+        fmt.inputs(frames.float())
+    (only,) = InputFormat(fmt.mean, fmt.std, bgr, "slow", 4).inputs(frames)
+    torch.testing.assert_close(only, fast, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown MODEL.ARCH 'x3d'"):
+        InputFormat(fmt.mean, fmt.std, bgr, "x3d", 4)
 
 
 def test_flip_maps_pixel_x_to_w_minus_1_minus_x_with_its_boxes():

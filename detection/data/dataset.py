@@ -33,8 +33,15 @@ processes, as in PySlowFast, whose per-GPU test batch is one clip. `collate` ref
 different sizes. With loader workers, each worker gets one contiguous run of the batches (see
 `SameSizeBatchSampler`'s `num_workers`), so its clips follow each other in the video and it
 decodes each frame once; batches keep their content, so scores do not depend on the number of
-workers either. A test batch's clips are normalized straight into the batch's tensors
-(`AvaDataset.__getitems__`), not into per-clip tensors that `collate` would then copy.
+workers either.
+
+Test batches carry the clips' frames scaled to the test size as uint8 (``frames`` [B, T, H, W,
+3], written straight into the batch's tensor by `AvaDataset.__getitems__`), with the
+`InputFormat` that makes them the model's float32 inputs where the model runs
+(`detection.engine.precision.InputStager`: on a GPU after the copy, on the CPU into reused
+tensors). A quarter of float32's bytes is what loader workers write, share and send (447 MB
+of float32 for 8 32x2 clips at short side 256), and fresh memory's first touch costs about as
+much as filling it. The inputs are the same bits as normalizing each clip in the loader.
 """
 
 from __future__ import annotations
@@ -63,12 +70,11 @@ from .annotations import (
 )
 from .sampling import clip_frame_indices, keyframe_index, pack_pathways
 from .transforms import (
+    InputFormat,
     prepare_normalization,
     scale_frames,
     short_side_size,
     test_boxes,
-    test_frames,
-    to_normalized_chw,
     train_transform,
 )
 from .video import (
@@ -100,10 +106,14 @@ def _under(root: Path, path: str) -> Path:
 class AvaDataset(Dataset):
     """AVA keyframes as model inputs.
 
-    Item ``i`` is a dict: ``inputs`` list of pathway clips (each float32 [3, T_p, H, W]),
-    ``boxes`` float32 [N, 4] in input pixels, ``labels`` float32 [N, MODEL.NUM_CLASSES] multi-hot,
-    ``boxes_norm`` float32 [N, 4] as read from the CSV, ``video_id``, ``second`` and
-    ``orig_size`` (H, W) of the source frames. A training crop can leave N = 0.
+    Item ``i`` is a dict: in the training split ``inputs``, the list of pathway clips (each
+    float32 [3, T_p, H, W]); in the test split ``frames``, the clip's frames scaled to the
+    test size, uint8 RGB [T, H, W, 3], with ``input_format`` (the `InputFormat` that makes them
+    the inputs where the model runs: `collate`'s batches keep a quarter of float32's bytes
+    until then); ``boxes`` float32 [N, 4] in input pixels, ``labels`` float32
+    [N, MODEL.NUM_CLASSES] multi-hot, ``boxes_norm`` float32 [N, 4] as read from the CSV,
+    ``video_id``, ``second`` and ``orig_size`` (H, W) of the source frames. A training crop
+    can leave N = 0.
 
     The clip of a keyframe at second ``s`` is centred on frame ``(s - AVA.VIDEO_START_SEC) *
     AVA.FPS`` of the 30 fps layout (`clip_indices`; PySlowFast's ``sec_to_frame``).
@@ -119,6 +129,13 @@ class AvaDataset(Dataset):
             )
         self.cfg = cfg
         self.split = split
+        self.input_format = InputFormat(
+            tuple(cfg.DATA.MEAN),
+            tuple(cfg.DATA.STD),
+            cfg.AVA.BGR,
+            cfg.MODEL.ARCH,
+            cfg.SLOWFAST.ALPHA,
+        )
         self.backend = cfg.DATA.DECODING_BACKEND
         root = Path(cfg.DATA.PATH_TO_DATA_DIR)
         ann_dir = _under(root, cfg.AVA.ANNOTATION_DIR)
@@ -168,7 +185,7 @@ class AvaDataset(Dataset):
         self._clip_buffer: np.ndarray | None = None
         # Test split, video backend: the last clip's frames scaled to the test size (uint8
         # [H', W', 3] by layout frame index) and their video, for the next keyframe's clip,
-        # which shares about half of them (`_test_clip`).
+        # which shares about half of them (`_test_frames`).
         self._scaled: dict[int, np.ndarray] = {}
         self._scaled_video: str | None = None
         # When set (the trainer sets it each epoch, before the epoch's workers start), item i's
@@ -268,14 +285,20 @@ class AvaDataset(Dataset):
             self._clip_buffer = np.empty(shape, np.uint8)
         return self._clip_buffer
 
-    def _test_clip(self, index: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Item `index`'s test clip, `test_frames(read_frames(index))` (float32
-        [3, T, H', W'], written into `out` when given), video backend: the frames the previous
-        item's clip also had are taken from it already scaled, only the others are read and
-        scaled (test items come in keyframe order, so consecutive clips overlap: about half of
-        each 32x2 clip at 1 keyframe per second). Scaling works frame by frame, so the values
-        are the same."""
+    def _test_frames(self, index: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Item `index`'s test frames, `scale_frames(read_frames(index), DATA.TEST_CROP_SIZE)`
+        (uint8 [T, H', W', 3], written into `out` when given). Video backend: the frames the
+        previous item's clip also had are taken from it already scaled, only the others are
+        read and scaled (test items come in keyframe order, so consecutive clips overlap: about
+        half of each 32x2 clip at 1 keyframe per second). Scaling works frame by frame, so the
+        values are the same."""
         cfg, video_id = self.cfg, self.keyframes[index].video_id
+        if out is None:
+            height, width = self.input_size(index)
+            out = torch.empty((cfg.DATA.NUM_FRAMES, height, width, 3), dtype=torch.uint8)
+        if self.backend != "video":
+            np.copyto(out.numpy(), scale_frames(self.read_frames(index), cfg.DATA.TEST_CROP_SIZE))
+            return out
         indices = self.clip_indices(index)
         kept = self._scaled if self._scaled_video == video_id else {}
         new = np.unique(indices[~np.isin(indices, list(kept))])
@@ -291,51 +314,36 @@ class AvaDataset(Dataset):
             kept = {**kept, **{int(k): scaled[j] for j, k in enumerate(new)}}
         self._scaled = {int(k): kept[int(k)] for k in np.unique(indices)}
         self._scaled_video = video_id
-        frames = [kept[int(k)] for k in indices]
-        return to_normalized_chw(frames, cfg.DATA.MEAN, cfg.DATA.STD, cfg.AVA.BGR, out=out)
+        np.stack([kept[int(k)] for k in indices], out=out.numpy())
+        return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self._item(index)
-        item["inputs"] = pack_pathways(
-            item.pop("clip"), self.cfg.MODEL.ARCH, self.cfg.SLOWFAST.ALPHA
-        )
-        return item
+        return self._item(index)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """Items `indices` (a DataLoader's batch), equal to ``[self[i] for i in indices]``.
 
-        Test clips of one size are written straight into one tensor per pathway, [B, C, T_p,
-        H', W'] (in shared memory in a loader worker, as `default_collate` would put it), item
-        ``b``'s inputs being their ``b``-th slices, which `collate` takes whole: the clips are
-        not copied into a batch afterwards. A batch of 8 32x2 clips at short side 256 is 447 MB;
-        each clip-sized and batch-sized array is fresh memory whose first touch (page faults)
-        cost as much as filling it, so writing each value once is what counts.
+        Test frames of one size are written straight into one uint8 tensor [B, T, H', W', 3]
+        (in shared memory in a loader worker, as `default_collate` would put it), item ``b``'s
+        frames being its ``b``-th slice, which `collate` takes whole: the clips are not copied
+        into a batch afterwards (fresh memory's first touch costs about as much as filling it).
         """
         sizes = {self.input_size(i) for i in indices} if self.split == "test" else set()
         if len(sizes) != 1:
             return [self[i] for i in indices]
         height, width = sizes.pop()
-        cfg = self.cfg
-        clips = _batch_tensor((len(indices), 3, cfg.DATA.NUM_FRAMES, height, width))
-        items = [self._item(i, clip_out=clips[b]) for b, i in enumerate(indices)]
-        slow_out = None
-        if cfg.MODEL.ARCH == "slowfast":
-            slow_frames = cfg.DATA.NUM_FRAMES // cfg.SLOWFAST.ALPHA
-            slow_out = _batch_tensor((len(indices), 3, slow_frames, height, width))
-        pathways = pack_pathways(clips, cfg.MODEL.ARCH, cfg.SLOWFAST.ALPHA, slow_out=slow_out)
-        for b, item in enumerate(items):
-            del item["clip"]
-            item["inputs"] = [pathway[b] for pathway in pathways]
-        return items
+        frames = _batch_tensor(
+            (len(indices), self.cfg.DATA.NUM_FRAMES, height, width, 3), torch.uint8
+        )
+        return [self._item(i, frames_out=frames[b]) for b, i in enumerate(indices)]
 
-    def _item(self, index: int, clip_out: torch.Tensor | None = None) -> dict[str, Any]:
-        """`__getitem__`'s item with the clip (float32 [3, T, H, W]) as ``clip`` instead of its
-        pathways; test clips are written into `clip_out` when given."""
+    def _item(self, index: int, frames_out: torch.Tensor | None = None) -> dict[str, Any]:
+        """Item `index`; test frames are written into `frames_out` when given."""
         cfg = self.cfg
         keyframe = self.keyframes[index]
         labels = keyframe.multi_hot(cfg.MODEL.NUM_CLASSES)
         boxes_norm = keyframe.boxes
-        common = {"mean": cfg.DATA.MEAN, "std": cfg.DATA.STD, "bgr": cfg.AVA.BGR}
+        item: dict[str, Any]
         if self.split == "train":
             frames = self.read_frames(index, out=self._reusable_clip(index))
             orig_size = (frames.shape[1], frames.shape[2])
@@ -344,6 +352,7 @@ class AvaDataset(Dataset):
             else:
                 # Drawn from torch's generator, which the DataLoader seeds per worker.
                 rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            fmt = self.input_format
             clip, boxes, kept = train_transform(
                 frames,
                 boxes_norm,
@@ -352,20 +361,21 @@ class AvaDataset(Dataset):
                 crop_size=cfg.DATA.TRAIN_CROP_SIZE,
                 use_color_augmentation=cfg.AVA.TRAIN_USE_COLOR_AUGMENTATION,
                 pca_jitter_only=cfg.AVA.TRAIN_PCA_JITTER_ONLY,
-                **common,
+                mean=fmt.mean,
+                std=fmt.std,
+                bgr=fmt.bgr,
             )
             labels, boxes_norm = labels[kept], boxes_norm[kept]
-        elif self.backend == "video":
-            clip = self._test_clip(index, out=clip_out)
+            item = {"inputs": pack_pathways(clip, fmt.arch, fmt.alpha)}
+        else:
             orig_size = self.frame_size(keyframe.video_id)
             boxes = test_boxes(boxes_norm, *orig_size, short_side=cfg.DATA.TEST_CROP_SIZE)
-        else:
-            frames = self.read_frames(index)
-            orig_size = (frames.shape[1], frames.shape[2])
-            clip = test_frames(frames, short_side=cfg.DATA.TEST_CROP_SIZE, out=clip_out, **common)
-            boxes = test_boxes(boxes_norm, *orig_size, short_side=cfg.DATA.TEST_CROP_SIZE)
+            item = {
+                "frames": self._test_frames(index, out=frames_out),
+                "input_format": self.input_format,
+            }
         return {
-            "clip": clip,
+            **item,
             "boxes": boxes,
             "labels": torch.from_numpy(labels),
             "boxes_norm": torch.from_numpy(boxes_norm.astype(np.float32)),
@@ -378,28 +388,39 @@ class AvaDataset(Dataset):
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch items with different box counts into the model's contract.
 
-    Returns ``inputs`` (one [B, 3, T_p, H, W] per pathway), ``boxes`` float32 [K, 5]
+    Returns ``inputs`` (training items: one [B, 3, T_p, H, W] per pathway) or ``frames``
+    uint8 [B, T, H, W, 3] and ``input_format`` (test items; `InputFormat.inputs` makes the
+    inputs of them where the model runs), ``boxes`` float32 [K, 5]
     (batch index, x1, y1, x2, y2), ``labels`` float32 [K, C], ``boxes_norm`` float32 [K, 4],
     ``metadata`` K (video_id, second) and ``orig_sizes`` B (H, W). The clips of a batch must
     have one size (see the module docstring: nothing is padded).
     """
-    sizes = [tuple(item["inputs"][0].shape[-2:]) for item in items]
+    sizes = [_clip_size(item) for item in items]
     if len(set(sizes)) > 1:
         raise ValueError(
             f"clips of different sizes {sorted(set(sizes))} in one batch "
             f"({[(item['video_id'], item['second']) for item in items]}); batches are never "
             "padded, batch test clips with SameSizeBatchSampler"
         )
-    inputs = [
-        _stacked([item["inputs"][pathway] for item in items])
-        for pathway in range(len(items[0]["inputs"]))
-    ]
+    pixels: dict[str, Any]
+    if "frames" in items[0]:
+        pixels = {
+            "frames": _stacked([item["frames"] for item in items]),
+            "input_format": items[0]["input_format"],
+        }
+    else:
+        pixels = {
+            "inputs": [
+                _stacked([item["inputs"][pathway] for item in items])
+                for pathway in range(len(items[0]["inputs"]))
+            ]
+        }
     batch_index = torch.cat(
         [torch.full((len(item["boxes"]), 1), float(b)) for b, item in enumerate(items)]
     )
     boxes = torch.cat([item["boxes"].float().reshape(-1, 4) for item in items])
     return {
-        "inputs": inputs,
+        **pixels,
         "boxes": torch.cat([batch_index, boxes], dim=1),
         "labels": torch.cat([item["labels"] for item in items]),
         "boxes_norm": torch.cat([item["boxes_norm"].float().reshape(-1, 4) for item in items]),
@@ -408,6 +429,13 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         ],
         "orig_sizes": [item["orig_size"] for item in items],
     }
+
+
+def _clip_size(item: dict[str, Any]) -> tuple[int, int]:
+    """(H, W) of an item's clip: its ``frames`` [T, H, W, 3] or its ``inputs`` [.., H, W]."""
+    if "frames" in item:
+        return tuple(item["frames"].shape[1:3])
+    return tuple(item["inputs"][0].shape[-2:])
 
 
 def _stacked(clips: list[torch.Tensor]) -> torch.Tensor:
@@ -429,14 +457,15 @@ def _stacked(clips: list[torch.Tensor]) -> torch.Tensor:
     return default_collate(clips)
 
 
-def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialized float32 tensor of `shape`, in shared memory in a loader worker (whose
-    batches are sent to the main process) as `default_collate` allocates there."""
+def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized tensor of `shape`, in shared memory in a loader worker (whose batches
+    are sent to the main process) as `default_collate` allocates there."""
     if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape)
+        return torch.empty(shape, dtype=dtype)
     numel = int(np.prod(shape))
-    storage = torch.UntypedStorage._new_shared(numel * 4)
-    return torch.empty(0).set_(storage, 0, shape, torch.empty(shape, device="meta").stride())
+    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
+    strides = torch.empty(shape, dtype=dtype, device="meta").stride()
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape, strides)
 
 
 class SameSizeBatchSampler(Sampler[list[int]]):

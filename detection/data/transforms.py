@@ -38,11 +38,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
+
+from .sampling import PATHWAY_ARCHS, pack_pathways, slow_indices
 
 # PySlowFast's DATA.TRAIN_PCA_EIGVAL / TRAIN_PCA_EIGVEC (ImageNet RGB statistics; row i of the
 # eigenvector matrix is channel i = R, G, B).
@@ -359,27 +362,14 @@ def test_transform(
 
     frames: uint8 RGB [T, H, W, 3]; boxes_norm: [N, 4] normalized. Returns (clip float32
     [3, T, H', W'] with (H', W') = `short_side_size`, boxes float32 [N, 4] in H' x W' pixels,
-    clipped). No box is dropped. The clip is `test_frames` (frame by frame: frames that
-    overlapping clips share can be transformed once), the boxes `test_boxes`.
+    clipped). No box is dropped. The clip is `to_normalized_chw` of `scale_frames` (each
+    output frame depends on its input frame only: frames that overlapping clips share can be
+    transformed once; the test loader keeps them scaled, `InputFormat` normalizes them), the
+    boxes `test_boxes`.
     """
     height, width = frames.shape[1:3]
-    clip = test_frames(frames, short_side=short_side, mean=mean, std=std, bgr=bgr)
+    clip = to_normalized_chw(scale_frames(frames, short_side), mean, std, bgr)
     return clip, test_boxes(boxes_norm, height, width, short_side=short_side)
-
-
-def test_frames(
-    frames: np.ndarray,
-    *,
-    short_side: int = 256,
-    mean: Sequence[float] = (0.45, 0.45, 0.45),
-    std: Sequence[float] = (0.225, 0.225, 0.225),
-    bgr: bool = False,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The clip of `test_transform`: uint8 RGB [T, H, W, 3] -> float32 [3, T, H', W'], i.e.
-    `to_normalized_chw(scale_frames(frames, short_side), ..., out=out)`. Each output frame
-    depends on its input frame only."""
-    return to_normalized_chw(scale_frames(frames, short_side), mean, std, bgr, out=out)
 
 
 def test_boxes(
@@ -390,3 +380,72 @@ def test_boxes(
     boxes = _scale_boxes(boxes_to_pixels(boxes_norm, height, width), height, width, short_side)
     scaled = short_side_size(height, width, short_side)
     return torch.from_numpy(clip_to_last_pixel(boxes, *scaled).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How test frames become the model's inputs: each uint8 RGB sample x gives
+    ``(x / 255 - mean) / std`` in float32 (`mean` and `std` indexed in BGR order, as in
+    PySlowFast's AVA loader), the channels reversed if `bgr`, and the clip is split into the
+    pathways of `arch` (`pack_pathways` with `alpha`). Test batches carry their frames as
+    uint8, a quarter of float32's bytes (what loader workers write and send, and a GPU copies),
+    and `inputs` brings them to the model where it runs."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    bgr: bool
+    arch: str
+    alpha: int
+
+    def __post_init__(self) -> None:
+        if self.arch not in PATHWAY_ARCHS:
+            raise ValueError(f"unknown MODEL.ARCH {self.arch!r}; expected one of {PATHWAY_ARCHS}")
+
+    def buffers(self, frames_shape: Sequence[int]) -> list[torch.Tensor]:
+        """Uninitialized CPU tensors for `inputs` of frames [B, T, H, W, 3], to be reused batch
+        after batch (a fresh tensor's first touch costs about as much as filling it)."""
+        batch, frames, height, width = frames_shape[:4]
+        fast = torch.empty((batch, 3, frames, height, width))
+        if self.arch == "slow":
+            return [fast]
+        slow_frames = len(slow_indices(frames, self.alpha))
+        return [torch.empty((batch, 3, slow_frames, height, width)), fast]
+
+    def inputs(
+        self, frames: torch.Tensor, out: Sequence[torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
+        """uint8 RGB frames [B, T, H, W, 3] -> the pathway inputs, float32 [B, 3, T_p, H, W],
+        on the frames' device. On the CPU by `to_normalized_chw`'s compiled lookup, written into
+        `out` (as `buffers` makes them) when given; elsewhere by torch's float32 operations in
+        the same order, which give the same values."""
+        if frames.dim() != 5 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise ValueError(
+                f"expected uint8 frames [B, T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
+            )
+        if frames.device.type != "cpu":
+            return pack_pathways(self._normalized_by_torch(frames), self.arch, self.alpha)
+        if out is None:
+            out = self.buffers(frames.shape)
+        expected = [tuple(t.shape) for t in self.buffers((0, *frames.shape[1:]))]
+        got = [tuple(t.shape) for t in out]
+        if [s[1:] for s in got] != [s[1:] for s in expected] or {s[0] for s in got} != {
+            frames.shape[0]
+        }:
+            raise ValueError(
+                f"out must be {len(expected)} tensors of {expected} with B = "
+                f"{frames.shape[0]}, got {got}"
+            )
+        fast = out[-1]
+        for clip, target in zip(frames.numpy(), fast, strict=True):
+            to_normalized_chw(clip, self.mean, self.std, self.bgr, out=target)
+        return pack_pathways(fast, self.arch, self.alpha, slow_out=out[0] if len(out) > 1 else None)
+
+    def _normalized_by_torch(self, frames: torch.Tensor) -> torch.Tensor:
+        mean_rgb, std_rgb = (
+            torch.from_numpy(stat.copy()).to(frames.device).view(1, 3, 1, 1, 1)
+            for stat in _channel_stats(self.mean, self.std)
+        )
+        clips = frames.permute(0, 4, 1, 2, 3).float()
+        clips = clips.div_(torch.full((), 255.0, device=frames.device))
+        clips = clips.sub_(mean_rgb).div_(std_rgb)
+        return clips.flip(1) if self.bgr else clips

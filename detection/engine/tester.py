@@ -45,7 +45,7 @@ from detection.utils.device import resolve_device
 from . import distributed as du
 from .checkpoint_io import last_checkpoint
 from .metrics_log import MetricsLogger, progress
-from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
+from .precision import InputStager, amp_dtype, autocast, use_channels_last
 
 if TYPE_CHECKING:
     from .predictor import ActionModel
@@ -124,13 +124,13 @@ def predict(
     `model` is a module (put in eval mode) or an exported runtime (`detection.export`)."""
     if isinstance(model, nn.Module):
         model.eval()
-    channels_last = use_channels_last(device, dtype)
+    stage = InputStager(device, use_channels_last(device, dtype))
     video_ids: list[str] = []
     timestamps: list[int] = []
     boxes: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for batch in progress(loader, desc="test", total=len(loader)):
-        inputs, roi_boxes = prepare_inputs(batch, device, channels_last)
+        inputs, roi_boxes = stage(batch)
         with autocast(device, dtype):
             out = model(inputs, roi_boxes)
         scores.append(out.float().cpu().numpy())

@@ -54,7 +54,7 @@ from .checkpoint_io import last_checkpoint, save_checkpoint, unwrap
 from .losses import LabelError, LossFn, build_loss, global_bce_loss
 from .metrics_log import MetricsLogger, drop_records_from_epoch, progress
 from .optim import LRSchedule, build_optimizer, set_lr
-from .precision import amp_dtype, autocast, prepare_inputs, use_channels_last
+from .precision import InputStager, amp_dtype, autocast, use_channels_last
 from .tester import annotation_file, check_evaluation_inputs, evaluate_model
 
 if TYPE_CHECKING:
@@ -323,11 +323,12 @@ def train_epoch(
             "the training loader is empty: check DATA.PATH_TO_DATA_DIR and TRAIN.BATCH_SIZE"
         )
     loss_sum = torch.zeros((), device=device)
+    stage = InputStager(device, channels_last)
     tic = time.perf_counter()
     for it, batch in enumerate(progress(loader, desc=f"epoch {epoch + 1}", total=num_iters)):
         lr = schedule(epoch + it / num_iters)
         set_lr(optimizer, lr)
-        inputs, boxes = prepare_inputs(batch, device, channels_last)
+        inputs, boxes = stage(batch)
         labels = batch["labels"].to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = model(inputs, boxes)
