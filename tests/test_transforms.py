@@ -11,6 +11,7 @@ from detection.data.transforms import (
     jitter_short_side,
     normalize,
     random_crop_offsets,
+    scale_frames,
     scale_short_side,
     to_chw_float,
     to_normalized_chw,
@@ -136,6 +137,22 @@ def test_input_format_gives_to_normalized_chw_of_each_clip_on_cpu_and_by_torch(b
     torch.testing.assert_close(only, fast, rtol=0, atol=0)
     with pytest.raises(ValueError, match="unknown MODEL.ARCH 'x3d'"):
         InputFormat(fmt.mean, fmt.std, bgr, "x3d", 4)
+
+
+@pytest.mark.parametrize("size", [40, 60])  # scaled, and already at the size
+def test_scale_frames_writes_into_out_what_it_returns(size):
+    frames = np.random.default_rng(1).integers(0, 256, (3, 60, 80, 3), dtype=np.uint8)
+    expected = scale_frames(frames, size)
+    assert (expected is frames) == (size == 60)
+    batch = np.zeros((2, *expected.shape), np.uint8)
+    target = batch[1]
+    assert scale_frames(frames, size, out=target) is target
+    np.testing.assert_array_equal(batch[1], expected)
+    assert not batch[0].any()
+    with pytest.raises(ValueError, match="out must be contiguous"):
+        scale_frames(frames, size, out=np.zeros((3, *expected.shape[1:3], 4), np.uint8)[..., :3])
+    with pytest.raises(ValueError, match=r"out must be uint8 \(3, "):
+        scale_frames(frames, size, out=batch)
 
 
 def test_flip_maps_pixel_x_to_w_minus_1_minus_x_with_its_boxes():

@@ -186,7 +186,8 @@ class AvaDataset(Dataset):
         # Test split, video backend: the last clip's frames scaled to the test size (uint8
         # [H', W', 3] by layout frame index) and their video, for the next keyframe's clip,
         # which shares about half of them (`_test_frames`).
-        self._scaled: dict[int, np.ndarray] = {}
+        self._scaled_store: np.ndarray | None = None  # uint8 [DATA.NUM_FRAMES, H', W', 3]
+        self._scaled: dict[int, int] = {}  # layout frame index -> its slot in the store
         self._scaled_video: str | None = None
         # When set (the trainer sets it each epoch, before the epoch's workers start), item i's
         # augmentation draws from (augmentation_seed, i): the same crops and flips whatever the
@@ -202,6 +203,7 @@ class AvaDataset(Dataset):
             **self.__dict__,
             "_readers": {},
             "_clip_buffer": None,
+            "_scaled_store": None,
             "_scaled": {},
             "_scaled_video": None,
         }
@@ -291,30 +293,38 @@ class AvaDataset(Dataset):
         previous item's clip also had are taken from it already scaled, only the others are
         read and scaled (test items come in keyframe order, so consecutive clips overlap: about
         half of each 32x2 clip at 1 keyframe per second). Scaling works frame by frame, so the
-        values are the same."""
+        values are the same. The last clip's scaled frames live in one reused array (slots
+        handed over from frame to frame), written by the resize itself: memory written for the
+        first time costs about as much again as the writing."""
         cfg, video_id = self.cfg, self.keyframes[index].video_id
         if out is None:
             height, width = self.input_size(index)
             out = torch.empty((cfg.DATA.NUM_FRAMES, height, width, 3), dtype=torch.uint8)
         if self.backend != "video":
-            np.copyto(out.numpy(), scale_frames(self.read_frames(index), cfg.DATA.TEST_CROP_SIZE))
+            scale_frames(self.read_frames(index), cfg.DATA.TEST_CROP_SIZE, out=out.numpy())
             return out
         indices = self.clip_indices(index)
+        height, width = out.shape[1:3]
+        store = self._scaled_store
+        if store is None or store.shape != (len(indices), height, width, 3):
+            store = self._scaled_store = np.empty((len(indices), height, width, 3), np.uint8)
+            self._scaled_video = None
         kept = self._scaled if self._scaled_video == video_id else {}
-        new = np.unique(indices[~np.isin(indices, list(kept))])
+        unique = np.unique(indices)
+        slots = {int(k): kept[int(k)] for k in unique if int(k) in kept}
+        free = iter(sorted(set(range(len(store))) - set(slots.values())))
+        new = unique[~np.isin(unique, list(slots))]
         if new.size:
             raw = self._reader(video_id).read_at_times(
                 new / cfg.AVA.FPS,
                 out=self._reusable_clip(index, new.size),
                 next_times_s=self._next_clip_times(index),
             )
-            scaled = scale_frames(raw, cfg.DATA.TEST_CROP_SIZE)
-            if np.shares_memory(scaled, raw):  # unscaled: `raw` is reused by the next read
-                scaled = scaled.copy()
-            kept = {**kept, **{int(k): scaled[j] for j, k in enumerate(new)}}
-        self._scaled = {int(k): kept[int(k)] for k in np.unique(indices)}
-        self._scaled_video = video_id
-        np.stack([kept[int(k)] for k in indices], out=out.numpy())
+            for frame, k in zip(raw, new, strict=True):
+                slots[int(k)] = slot = next(free)
+                scale_frames(frame[None], cfg.DATA.TEST_CROP_SIZE, out=store[slot : slot + 1])
+        self._scaled, self._scaled_video = slots, video_id
+        np.take(store, [slots[int(k)] for k in indices], axis=0, out=out.numpy(), mode="clip")
         return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -98,14 +98,26 @@ def scale_short_side(
     return scale_frames(frames, size), _scale_boxes(boxes, height, width, size)
 
 
-def scale_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """The frames of `scale_short_side`: uint8 [T, H, W, 3] -> [T, H', W', 3] (each frame
-    resized on its own; `frames` itself when the size does not change)."""
+def scale_frames(frames: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The frames of `scale_short_side`: uint8 [T, H, W, 3] -> [T, H', W', 3], each frame
+    resized on its own; written into `out` (contiguous uint8 [T, H', W', 3]) when given, else
+    `frames` itself when the size does not change, else a new array."""
     height, width = frames.shape[1:3]
     new_h, new_w = short_side_size(height, width, size)
-    if (new_h, new_w) == (height, width):
-        return frames
-    return np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
+    if out is None:
+        if (new_h, new_w) == (height, width):
+            return frames
+        out = np.empty((len(frames), new_h, new_w, 3), np.uint8)
+    elif out.shape != (len(frames), new_h, new_w, 3) or out.dtype != np.uint8:
+        raise ValueError(f"out must be uint8 {(len(frames), new_h, new_w, 3)}, got {out.shape}")
+    elif not out.flags.c_contiguous:
+        raise ValueError("out must be contiguous")  # cv2.resize would write elsewhere
+    for frame, target in zip(frames, out, strict=True):
+        if (new_h, new_w) == (height, width):
+            target[...] = frame
+        else:
+            cv2.resize(frame, (new_w, new_h), dst=target, interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def _scale_boxes(boxes: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
