@@ -443,8 +443,8 @@ def test_detections_hold_only_the_label_maps_classes(synthetic_ava, tmp_path):
 
 def test_input_stager_reuses_its_cpu_inputs_for_test_batches_of_one_shape():
     """Test batches (uint8 frames) are normalized into the stager's tensors, the same ones
-    while the shape stays, holding each batch's inputs; training batches' inputs pass as they
-    are."""
+    while the clip shape stays (a smaller batch in their first rows), holding each batch's
+    inputs; training batches' inputs pass as they are."""
     from detection.data.transforms import InputFormat
     from detection.engine.precision import InputStager
 
@@ -465,7 +465,12 @@ def test_input_stager_reuses_its_cpu_inputs_for_test_batches_of_one_shape():
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     smaller, _ = stage({"frames": frames[:1], "input_format": fmt, "boxes": boxes[:1]})
     assert [x.shape[0] for x in smaller] == [1, 1]
+    assert [x.data_ptr() for x in smaller] == pointers  # the first rows of the same tensors
     torch.testing.assert_close(smaller[1], fmt.inputs(frames[:1])[1], rtol=0, atol=0)
+    other_size = frames[:, :, :4].contiguous()
+    resized, _ = stage({"frames": other_size, "input_format": fmt, "boxes": boxes})
+    assert resized[1].shape == (2, 3, 8, 4, 10)
+    torch.testing.assert_close(resized[1], fmt.inputs(other_size)[1], rtol=0, atol=0)
     training = [torch.rand(2, 3, 2, 6, 10), torch.rand(2, 3, 8, 6, 10)]
     moved, _ = stage({"inputs": training, "boxes": boxes})
     assert all(a is b for a, b in zip(moved, training, strict=True))

@@ -293,9 +293,10 @@ class AvaDataset(Dataset):
         previous item's clip also had are taken from it already scaled, only the others are
         read and scaled (test items come in keyframe order, so consecutive clips overlap: about
         half of each 32x2 clip at 1 keyframe per second). Scaling works frame by frame, so the
-        values are the same. The last clip's scaled frames live in one reused array (slots
-        handed over from frame to frame), written by the resize itself: memory written for the
-        first time costs about as much again as the writing."""
+        values are the same. The last clip's scaled frames live in one reused array, a frame
+        keeping its slot while consecutive clips share it; new frames are resized straight into
+        free slots (memory written for the first time costs about as much again as the writing).
+        """
         cfg, video_id = self.cfg, self.keyframes[index].video_id
         if out is None:
             height, width = self.input_size(index)

@@ -413,15 +413,18 @@ class InputFormat:
         if self.arch not in PATHWAY_ARCHS:
             raise ValueError(f"unknown MODEL.ARCH {self.arch!r}; expected one of {PATHWAY_ARCHS}")
 
+    def shapes(self, frames_shape: Sequence[int]) -> list[tuple[int, ...]]:
+        """The shapes of `inputs` of frames [B, T, H, W, 3]: [B, 3, T_p, H, W] per pathway."""
+        batch, frames, height, width = frames_shape[:4]
+        fast = (batch, 3, frames, height, width)
+        if self.arch == "slow":
+            return [fast]
+        return [(batch, 3, len(slow_indices(frames, self.alpha)), height, width), fast]
+
     def buffers(self, frames_shape: Sequence[int]) -> list[torch.Tensor]:
         """Uninitialized CPU tensors for `inputs` of frames [B, T, H, W, 3], to be reused batch
         after batch (a fresh tensor's first touch costs about as much as filling it)."""
-        batch, frames, height, width = frames_shape[:4]
-        fast = torch.empty((batch, 3, frames, height, width))
-        if self.arch == "slow":
-            return [fast]
-        slow_frames = len(slow_indices(frames, self.alpha))
-        return [torch.empty((batch, 3, slow_frames, height, width)), fast]
+        return [torch.empty(shape) for shape in self.shapes(frames_shape)]
 
     def inputs(
         self, frames: torch.Tensor, out: Sequence[torch.Tensor] | None = None
@@ -438,15 +441,9 @@ class InputFormat:
             return pack_pathways(self._normalized_by_torch(frames), self.arch, self.alpha)
         if out is None:
             out = self.buffers(frames.shape)
-        expected = [tuple(t.shape) for t in self.buffers((0, *frames.shape[1:]))]
-        got = [tuple(t.shape) for t in out]
-        if [s[1:] for s in got] != [s[1:] for s in expected] or {s[0] for s in got} != {
-            frames.shape[0]
-        }:
-            raise ValueError(
-                f"out must be {len(expected)} tensors of {expected} with B = "
-                f"{frames.shape[0]}, got {got}"
-            )
+        expected, got = self.shapes(frames.shape), [tuple(t.shape) for t in out]
+        if got != expected:
+            raise ValueError(f"out must be tensors of shapes {expected}, got {got}")
         fast = out[-1]
         for clip, target in zip(frames.numpy(), fast, strict=True):
             to_normalized_chw(clip, self.mean, self.std, self.bgr, out=target)

@@ -48,8 +48,9 @@ class InputStager:
     Training batches carry float32 ``inputs``, which are moved. Test batches carry uint8
     ``frames`` with their `InputFormat`: a GPU receives the uint8 frames (a quarter of the
     bytes) and normalizes them itself; on the CPU they are normalized into tensors the stager
-    keeps for batches of that shape, because a fresh batch-sized tensor's first touch costs
-    about as much as filling it (447 MB for 8 32x2 clips at short side 256). The inputs of one
+    keeps while the clip shape stays (and the batch does not grow), because a fresh batch-sized
+    tensor's first touch costs about as much as filling it (447 MB for 8 32x2 clips at short
+    side 256). The inputs of one
     call are therefore overwritten by a later call: use them first, as a test loop does.
     """
 
@@ -63,11 +64,14 @@ class InputStager:
         if "frames" in batch:
             frames, input_format = batch["frames"], batch["input_format"]
             if self.device.type == "cpu":
-                key = (input_format, tuple(frames.shape))
-                if self._buffers_for != key:
+                # Kept for the clip shape and the largest batch yet: a smaller batch (a video's
+                # last) uses the first rows rather than paging in new tensors, twice.
+                key = (input_format, tuple(frames.shape[1:]))
+                if self._buffers_for != key or len(frames) > len(self._buffers[0]):
                     self._buffers = []  # freed before the next ones are made
                     self._buffers, self._buffers_for = input_format.buffers(frames.shape), key
-                inputs = input_format.inputs(frames, out=self._buffers)
+                out = [buffer[: len(frames)] for buffer in self._buffers]
+                inputs = input_format.inputs(frames, out=out)
             else:
                 inputs = input_format.inputs(frames.to(self.device, non_blocking=True))
         else:
