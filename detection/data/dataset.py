@@ -46,7 +46,6 @@ much as filling it. The inputs are the same bits as normalizing each clip in the
 
 from __future__ import annotations
 
-import gc
 import itertools
 import os
 import random
@@ -90,11 +89,6 @@ from .video import (
 )
 
 SPLITS = ("train", "test")
-# Video readers a forked loader worker inherited from its parent, kept referenced so that the
-# worker never frees them: freeing a codec context that decoded with FFmpeg's frame threads
-# waits on condition variables whose threads exist only in the parent (seen: a worker hung in
-# avcodec_free_context -> pthread_cond_destroy when its garbage collector freed them).
-_INHERITED_READERS: list[dict[str, VideoReader]] = []
 BACKENDS = ("video", "frames")
 # Open video files kept per worker process; training batches come from many videos, so a few
 # suffice. Test clips come video after video, so one reader is in use (its window holds about a
@@ -103,6 +97,11 @@ _MAX_OPEN_VIDEOS = {"train": 8, "test": 2}
 # A cap (not measured beyond 2 cores): each frame thread holds a frame in flight and waits on
 # its reference frames, so many threads mostly add memory to the short decodes of a clip.
 _MAX_DECODING_THREADS = 4
+# Video readers a forked loader worker inherited from its parent, kept referenced so that the
+# worker never frees them: freeing a codec context that decoded with FFmpeg's frame threads
+# waits on condition variables whose threads exist only in the parent (seen: a worker hung in
+# avcodec_free_context -> pthread_cond_destroy when its garbage collector freed them).
+_INHERITED_READERS: list[dict[str, VideoReader]] = []
 
 
 def _under(root: Path, path: str) -> Path:
@@ -216,7 +215,7 @@ class AvaDataset(Dataset):
 
     def _reader(self, video_id: str) -> VideoReader:
         if self._readers_pid != os.getpid():  # a forked worker must not share the parent's files
-            # ... nor free them: see `_INHERITED_READERS`.
+            # ... nor free them: see `_INHERITED_READERS` (and the fork hook in `video`).
             _INHERITED_READERS.append(self._readers)
             self._readers, self._readers_pid = {}, os.getpid()
         reader = self._readers.pop(video_id, None)
@@ -563,13 +562,7 @@ def _decoding_threads() -> int:
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Seed NumPy and `random` in a worker from the seed the DataLoader gave its torch RNG.
-
-    First, the objects the worker inherited from its parent are moved out of the garbage
-    collector's reach (`gc.freeze`): freeing a parent's video decoder in a forked child can
-    hang for ever (see `_INHERITED_READERS`), and a parent's closed readers may still await
-    collection in a reference cycle."""
-    gc.freeze()
+    """Seed NumPy and `random` in a worker from the seed the DataLoader gave its torch RNG."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -601,7 +594,6 @@ def build_loader(
     """
     dataset = AvaDataset(cfg, split)
     if cfg.DATA_LOADER.NUM_WORKERS > 0:  # compiled kernels: before the workers fork, not in each
-        gc.collect()  # the readers AvaDataset opened and closed: freed here, not in a worker
         prepare_normalization()
         if dataset.backend == "video":
             prepare_color(dataset._video_color)

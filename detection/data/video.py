@@ -59,8 +59,10 @@ frames are rotated to display orientation (as ffmpeg does) and `size` reports th
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import math
+import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -77,6 +79,13 @@ from . import jpeg_colour
 from .jpeg_colour import ycbcr_to_jpeg_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
+
+# A forked child must never free a decoder it inherited: freeing a codec context that decoded
+# with FFmpeg's frame threads waits on condition variables whose threads exist only in the
+# parent (a DataLoader worker hung in avcodec_free_context -> pthread_cond_destroy when its
+# garbage collector freed a closed reader's container, still in PyAV's reference cycle). So the
+# objects a child inherits are moved out of the collector's reach before it runs any code.
+os.register_at_fork(after_in_child=gc.freeze)
 FRAME_RULES = ("ffmpeg", "nearest")
 COLORS = ("jpeg_bt601", "stream")
 FrameRule = Literal["ffmpeg", "nearest"]

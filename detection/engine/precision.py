@@ -50,8 +50,8 @@ class InputStager:
     bytes) and normalizes them itself; on the CPU they are normalized into tensors the stager
     keeps while the clip shape stays (and the batch does not grow), because a fresh batch-sized
     tensor's first touch costs about as much as filling it (447 MB for 8 32x2 clips at short
-    side 256). The inputs of one
-    call are therefore overwritten by a later call: use them first, as a test loop does.
+    side 256). The inputs of one call are therefore overwritten by a later call: use them
+    first, as a test loop does.
     """
 
     def __init__(self, device: torch.device, channels_last: bool = False):
