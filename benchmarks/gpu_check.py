@@ -30,12 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,12 +146,18 @@ def inference_rows(args, device: torch.device) -> list[Row]:
             ):
                 return net(inputs, boxes)
 
-        if compiled:
-            run()
-            _sync(device)
-            compile_s = time.perf_counter() - t
-        seconds = _timed(run, device, warmup=2, iters=args.iters)
-        diff = (run().float() - exact).abs().max().item()
+        try:
+            if compiled:
+                run()
+                _sync(device)
+                compile_s = time.perf_counter() - t
+            seconds = _timed(run, device, warmup=2, iters=args.iters)
+            diff = (run().float() - exact).abs().max().item()
+        except (
+            Exception
+        ) as error:  # one setting failing (torch.compile, say) must not hide the rest
+            rows.append(Row(f"inference {name}", setting, _failure(error), 0.0, ok=False))
+            continue
         rate = args.batch / seconds
         base = base or rate
         extra = f", compile {compile_s:.0f} s" if compiled else ""
@@ -258,9 +265,14 @@ def training_rows(args, device: torch.device) -> list[Row]:
 
 
 def _run(cmd: list[str], log: Path, timeout: int) -> tuple[bool, float]:
+    # the tools import `detection` from this checkout, installed or not
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     start = time.perf_counter()
     with log.open("w") as f:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout
+        )
     return proc.returncode == 0, time.perf_counter() - start
 
 
@@ -268,8 +280,8 @@ def _tail(log: Path, lines: int = 5) -> str:
     return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
-def end_to_end_rows(args, device: torch.device, work: Path) -> list[Row]:
-    rows = []
+def end_to_end_rows(args, device: torch.device, work: Path) -> Iterator[Row]:
+    """The command-line tools on `device`, each row yielded as its step ends."""
     python = sys.executable
     dev = ["DEVICE", device.type]
     data = work / "synthetic"
@@ -279,7 +291,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> list[Row]:
         work / "make_synthetic.log",
         600,
     )
-    rows.append(
+    yield (
         Row(
             "generated set",
             "12 videos x 6 s",
@@ -289,7 +301,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> list[Row]:
         )
     )
     if not ok:
-        return rows
+        return
     small = ["DATA.PATH_TO_DATA_DIR", str(data), "DATA_LOADER.NUM_WORKERS", "2"]
     if args.tiny:
         small += ["DATA.TEST_CROP_SIZE", "64", "DATA.TRAIN_CROP_SIZE", "64"]
@@ -313,7 +325,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> list[Row]:
             f"{backend}, {len(train)} steps, {train[-1]['sec_per_iter']:.2f} s/step, "
             f"loss {train[0]['loss']:.3f} -> {train[-1]['loss']:.3f}, {checkpoints[-1].name}"
         )
-    rows.append(
+    yield (
         Row(
             "train_net under torchrun, 1 process",
             f"bf16 AMP, {backend}",
@@ -323,7 +335,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> list[Row]:
         )
     )
     if not checkpoints:
-        return rows
+        return
     for precision in ("none", "bf16"):
         out = work / f"test_{precision}"
         ok, seconds = _run(
@@ -339,7 +351,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> list[Row]:
             if ok and metrics.is_file()
             else _tail(work / f"test_{precision}.log")
         )
-        rows.append(
+        yield (
             Row(
                 "test_net, generated set",
                 "fp32" if precision == "none" else precision,
@@ -358,10 +370,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> list[Row]:
     )
     ok = ok and video.is_file()
     result = f"{video.name} {video.stat().st_size // 1024} KB" if ok else _tail(work / "demo.log")
-    rows.append(
-        Row("demo_net, bundled clip", f"{demo_cfg.stem}, HOG, batch 4", result, seconds, ok)
-    )
-    return rows
+    yield (Row("demo_net, bundled clip", f"{demo_cfg.stem}, HOG, batch 4", result, seconds, ok))
 
 
 def main() -> int:
@@ -397,10 +406,15 @@ def main() -> int:
     rows: list[Row] = []
     try:
         for section in (staging_rows, inference_rows, training_rows):
-            new = section(args, device)
+            try:
+                new = section(args, device)
+            except Exception as error:  # report it and go on to the next section
+                new = [Row(section.__name__, "", _failure(error), 0.0, ok=False)]
             _print(new, header=not rows)  # progress, before the slower end-to-end steps
             rows += new
-        rows += end_to_end_rows(args, device, work)
+        for row in end_to_end_rows(args, device, work):
+            _print([row], header=False)
+            rows.append(row)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -412,6 +426,12 @@ def main() -> int:
         + (f"; logs in {work}" if failed and args.keep else "")
     )
     return 1 if failed else 0
+
+
+def _failure(error: Exception) -> str:
+    """One line naming the error: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def _print(rows: list[Row], header: bool) -> None:
