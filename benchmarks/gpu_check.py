@@ -5,8 +5,8 @@
 1. Inference of SlowFast R101 32x2 (configs/AVA/SLOWFAST_32x2_R101_50_50.yaml, random weights
    whose scores spread over (0, 1)) on --batch clips of 256 px with 4 boxes each: float32 (the
    default, TF32 convolutions), bf16 and fp16 autocast with channels_last_3d (what
-   TRAIN.MIXED_PRECISION does in test_net), and bf16 + torch.compile; clips/s and the largest
-   score difference from strict float32 (TF32 off).
+   TRAIN.MIXED_PRECISION does in test_net), each with and without cudnn.benchmark, and bf16 +
+   torch.compile; clips/s and the largest score difference from strict float32 (TF32 off).
 2. Training steps of the same network (SGD + BCE on random labels, fp16 with a GradScaler, as
    the trainer does): float32 vs bf16 vs fp16, clips/s, loss finite.
 3. tools/train_net.py under `torchrun --standalone --nproc_per_node 1` on a generated set
@@ -14,8 +14,9 @@
    process group, AMP, checkpoint written.
 4. tools/test_net.py of that checkpoint on the generated set's held-out videos, fp32 and bf16:
    frame-mAP of both (equal up to a few hundredths at this tiny scale) and wall time.
-5. tools/demo_net.py on the bundled clip (HOG persons, R101 untrained, --batch-size 4): wall
-   time, the annotated video written.
+5. tools/demo_net.py on the bundled clip (R101 untrained, --batch-size 4; persons from a
+   torchvision Faster R-CNN on the GPU with random weights biased to "person", HOG on the CPU
+   with --tiny): wall time, the annotated video written.
 
 Without CUDA it stops at once with exit code 2, unless `--device cpu`: with `--tiny` too it runs
 every step on the tiny test configs on the CPU (what a machine without a GPU can check: that the
@@ -121,15 +122,19 @@ def inference_rows(args, device: torch.device) -> list[Row]:
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     name = "SlowFast tiny 64px" if args.tiny else "SlowFast R101 32x2 256px"
     rows = []
-    modes: list[tuple[str, torch.dtype | None, bool, bool]] = [
-        ("fp32 (default TF32 convs)", None, False, False),
-        ("bf16 autocast + channels_last_3d", torch.bfloat16, True, False),
-        ("fp16 autocast + channels_last_3d", torch.float16, True, False),
+    # (setting, autocast dtype, channels_last_3d, cudnn.benchmark, torch.compile)
+    modes: list[tuple[str, torch.dtype | None, bool, bool, bool]] = [
+        ("fp32 (default TF32 convs)", None, False, False, False),
+        ("fp32 + cudnn.benchmark", None, False, True, False),
+        ("bf16 autocast + channels_last_3d", torch.bfloat16, True, False, False),
+        ("bf16 + channels_last_3d + cudnn.benchmark", torch.bfloat16, True, True, False),
+        ("fp16 + channels_last_3d + cudnn.benchmark", torch.float16, True, True, False),
     ]
     if args.compile:
-        modes.append(("bf16 + channels_last_3d + torch.compile", torch.bfloat16, True, True))
+        modes.append(("bf16 + cl3d + cudnn.benchmark + compile", torch.bfloat16, True, True, True))
     base = None
-    for setting, dtype, channels_last, compiled in modes:
+    for setting, dtype, channels_last, autotune, compiled in modes:
+        torch.backends.cudnn.benchmark = autotune
         net = model.to(
             memory_format=torch.channels_last_3d if channels_last else torch.preserve_format
         )
@@ -171,6 +176,7 @@ def inference_rows(args, device: torch.device) -> list[Row]:
             )
         )
     model.to(memory_format=torch.contiguous_format)
+    torch.backends.cudnn.benchmark = False
     return rows
 
 
@@ -211,6 +217,7 @@ def _train_steps(
 ) -> tuple[float, list[float]]:
     """Seconds per training step (after one warm-up step) and the losses of all steps."""
     torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as the trainer sets it
     model = build_model(cfg).to(device).train()
     channels_last = dtype is not None and device.type == "cuda"
     if channels_last:
@@ -362,15 +369,36 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> Iterator[Row]:
         )
     demo_cfg = TINY if args.tiny else R101
     video = work / "demo" / "vtest_actions.mp4"
+    if args.tiny:
+        detector, detector_name = ["--detector", "hog"], "HOG"
+    else:  # the network detector on the GPU
+        weights = _person_rcnn_weights(work / "fasterrcnn_random_persons.pth")
+        detector = ["--detector", "torchvision", "DEMO.TORCHVISION_WEIGHTS", str(weights)]
+        detector_name = "Faster R-CNN (random, all persons)"
     ok, seconds = _run(
         [python, "tools/demo_net.py", "--config", str(demo_cfg), "--input", str(DEMO_CLIP)]
-        + ["--output", str(video), "--detector", "hog", "--batch-size", "4", "--quiet", *dev],
+        + ["--output", str(video), "--batch-size", "4", "--quiet", *detector, *dev],
         work / "demo.log",
         600,
     )
     ok = ok and video.is_file()
     result = f"{video.name} {video.stat().st_size // 1024} KB" if ok else _tail(work / "demo.log")
-    yield (Row("demo_net, bundled clip", f"{demo_cfg.stem}, HOG, batch 4", result, seconds, ok))
+    setting = f"{demo_cfg.stem}, {detector_name}, batch 4"
+    yield Row("demo_net, bundled clip", setting, result, seconds, ok)
+
+
+def _person_rcnn_weights(path: Path) -> Path:
+    """A torchvision fasterrcnn_resnet50_fpn state dict with random weights whose class logits
+    favour COCO "person" (index 1), so that every frame has person boxes for the action model
+    (no official weights can be downloaded here)."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1] = 10.0
+    torch.save(model.state_dict(), path)
+    return path
 
 
 def main() -> int:

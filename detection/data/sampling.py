@@ -99,7 +99,7 @@ def pack_pathways(
         return [frames]
     if arch == "slowfast":
         time_dim = frames.dim() - 3
-        indices = slow_indices(frames.shape[time_dim], alpha)
+        indices = slow_indices(frames.shape[time_dim], alpha).to(frames.device)
         if slow_out is None:
             return [frames.index_select(time_dim, indices), frames]
         return [torch.index_select(frames, time_dim, indices, out=slow_out), frames]

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
-from detection.person.base import PersonDetections, PersonDetector, check_frame, make_detections
+from detection.person.base import (
+    PersonDetections,
+    PersonDetector,
+    PersonDetectorError,
+    check_frame,
+    make_detections,
+)
 
 _MAX_UPSCALE = 4.0
 
@@ -56,6 +62,13 @@ class HogPersonDetector(PersonDetector):
         self.win_stride = tuple(win_stride)
         self.scale = float(scale)
         self.nms_iou = float(nms_iou)
+        if not hasattr(cv2, "HOGDescriptor"):
+            # OpenCV 5 moved HOG out of the main package (to opencv-contrib's xobjdetect).
+            raise PersonDetectorError(
+                f"the hog person detector needs cv2.HOGDescriptor, which OpenCV "
+                f"{cv2.__version__} lacks; install opencv-python-headless<5 (as setup.cfg pins) "
+                "or choose another detector (--detector)"
+            )
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(
             np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), dtype=np.float32)
