@@ -1,5 +1,6 @@
 import hashlib
 import itertools
+import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -271,26 +272,30 @@ def test_reads_that_go_back_or_jump_past_a_key_frame_seek_and_stay_exact(tmp_pat
     np.testing.assert_array_equal(last[0], everything[115])
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_clips_skip_unwanted_b_frames_and_equal_every_frame_decoded(tmp_path, threads):
+@pytest.mark.parametrize(("threads", "convert_in_thread"), [(1, False), (3, False), (2, True)])
+def test_clips_skip_unwanted_b_frames_and_equal_every_frame_decoded(
+    tmp_path, threads, convert_in_thread
+):
     """Stride-2 clips read without a window, or with the next clip's times, decode fewer
     frames than they span (non-reference B-frames between their frames are skipped), with any
-    number of decoder threads, into a given buffer; every frame equals the front-to-back
-    decode. A read that wants a frame the previous read skipped seeks for it."""
+    number of decoder threads, colours converted on this thread or the colour thread, into a
+    given buffer; every frame equals the front-to-back decode. A read that wants a frame the
+    previous read skipped seeks for it."""
     path = tmp_path / "gop300.mp4"
     _write_noise_video(path, 30, seconds=4.0)
     with VideoReader(path) as reader:
         everything = np.stack([image for image, _ in reader.iter_frames()])
     clips = [clip_frame_indices(c, 32, 2, 120) for c in (32, 62, 92)]
-    with VideoReader(path, threads=threads) as plain:  # keeps a window: only the run-up skips
+    options = {"threads": threads, "convert_in_thread": convert_in_thread}
+    with VideoReader(path, **options) as plain:  # keeps a window: only the run-up skips
         plain.read_at_times(clips[0] / 30.0)
-    with VideoReader(path, keep_frames=False, threads=threads) as reader:
+    with VideoReader(path, keep_frames=False, **options) as reader:
         buffer = np.zeros((32, 64, 96, 3), np.uint8)
         got = reader.read_at_times(clips[0] / 30.0, out=buffer)
         assert got is buffer
         np.testing.assert_array_equal(got, everything[clips[0]])
         assert reader.frames_decoded < plain.frames_decoded
-    with VideoReader(path, threads=threads) as reader:
+    with VideoReader(path, **options) as reader:
         for k, clip in enumerate(clips):
             following = clips[k + 1] / 30.0 if k + 1 < len(clips) else None
             got = reader.read_at_times(clip / 30.0, next_times_s=following)
@@ -303,10 +308,38 @@ def test_clips_skip_unwanted_b_frames_and_equal_every_frame_decoded(tmp_path, th
         assert reader.frames_decoded - before > 20  # sought back to key frame 0
 
 
-def test_out_must_have_the_clips_shape_and_type(vtest):
-    with VideoReader(vtest) as reader:
+@pytest.mark.parametrize("convert_in_thread", [False, True])
+def test_out_must_have_the_clips_shape_and_type(vtest, convert_in_thread):
+    """The error reaches the caller also when the colour thread meets it; the reader stays
+    usable."""
+    with VideoReader(vtest, convert_in_thread=convert_in_thread) as reader:
         with pytest.raises(ValueError, match="out must be uint8"):
             reader.read_at_times([0.0, 0.1], out=np.zeros((2, 10, 10, 3), np.uint8))
+        assert reader.read_at_times([0.0, 0.1]).shape == (2, 576, 768, 3)
+
+
+def _read_in_child(path: Path, times: list[float], results) -> None:
+    with VideoReader(path, convert_in_thread=True) as reader:
+        results.put(reader.read_at_times(times).sum(dtype=np.int64))
+
+
+def test_a_forked_child_gets_its_own_colour_thread(tmp_path):
+    """A child forked after the parent used its colour thread (whose thread it does not
+    inherit) converts on a thread of its own instead of waiting forever."""
+    path = tmp_path / "gop300.mp4"
+    _write_noise_video(path, 30, seconds=1.0)
+    times = [k / 30 for k in range(0, 30, 2)]
+    with VideoReader(path, convert_in_thread=True) as reader:
+        expected = reader.read_at_times(times).sum(dtype=np.int64)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_read_in_child, args=(path, times, results))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert results.get(timeout=5) == expected
 
 
 def _libjpeg_upsample(plane: np.ndarray, vertical: bool) -> np.ndarray:

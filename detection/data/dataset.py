@@ -220,12 +220,15 @@ class AvaDataset(Dataset):
             self._readers, self._readers_pid = {}, os.getpid()
         reader = self._readers.pop(video_id, None)
         if reader is None:
+            threads = _decoding_threads()
             reader = VideoReader(
                 self._video_paths[video_id],
                 frame_rule=self._frame_rule,
                 color=self._video_color,
                 keep_frames=self.split == "test",
-                threads=_decoding_threads(),
+                threads=threads,
+                # a process with cores to itself (no workers) converts beside its decoding
+                convert_in_thread=threads > 1,
             )
             if len(self._readers) >= _MAX_OPEN_VIDEOS[self.split]:
                 self._readers.pop(next(iter(self._readers))).close()

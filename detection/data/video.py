@@ -58,6 +58,7 @@ frames are rotated to display orientation (as ffmpeg does) and `size` reports th
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import gc
 import itertools
@@ -347,6 +348,11 @@ class VideoReader:
 
     `threads`: decoding threads (FFmpeg's frame and slice threads when more than 1; a loader
     gives each worker process its share of the cores). The frames are the same for any count.
+
+    `convert_in_thread`: `read_at_times` converts the frames it returns to RGB on the process's
+    colour thread (`_colour_thread`) while this thread goes on decoding, and waits for them
+    before it returns: for a process with a core to spare (a loader without workers), where the
+    conversion otherwise runs after each frame's decoding on one core. The frames are the same.
     """
 
     def __init__(
@@ -358,6 +364,7 @@ class VideoReader:
         layout_fps: float = 30.0,
         keep_frames: bool = True,
         threads: int = 1,
+        convert_in_thread: bool = False,
     ):
         self.path = Path(path)
         if frame_rule not in FRAME_RULES:
@@ -370,6 +377,7 @@ class VideoReader:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
         self.frame_rule, self.color, self.layout_fps = frame_rule, color, float(layout_fps)
         self.keep_frames = keep_frames
+        self.convert_in_thread = convert_in_thread
         # Frames decoded so far by read_at_times and iter_frames (seeks' run-ups included).
         self.frames_decoded = 0
         if not self.path.is_file():
@@ -501,7 +509,8 @@ class VideoReader:
         return image
 
     def _rgb(self, entry: _Decoded) -> np.ndarray:
-        """`entry`'s image, converted once."""
+        """`entry`'s image, converted once (on one thread at a time: the caller's, or the colour
+        thread while a read waits for it)."""
         if entry.rgb is None:
             assert entry.frame is not None
             entry.rgb, entry.frame = self._to_rgb(entry.frame), None
@@ -652,6 +661,12 @@ class VideoReader:
                 self._wanted, self._skip_until = np.unique(spared), float(times[exact].max())
         order = np.argsort(times, kind="stable")
         clip = _Clip(self.path, times.size, out)
+        colour = _colour_thread() if self.convert_in_thread else None
+        converting: list[concurrent.futures.Future] = []
+
+        def put(position: int, entry: _Decoded) -> None:
+            clip.put(position, self._rgb(entry))
+
         pending = 0  # next position in `order` to serve
         # Frames of this read, in order, from the one before the first that serves a time (the
         # run-up from a key frame is not kept).
@@ -670,7 +685,10 @@ class VideoReader:
                     t = times[order[pending]]
                     use_prev = prev is not None and (t - last_time) <= (t_frame - t) + _TIE_EPS_S
                     chosen = prev if use_prev and prev is not None else entry
-                    clip.put(order[pending], self._rgb(chosen))
+                    if colour is None:
+                        put(order[pending], chosen)
+                    else:
+                        converting.append(colour.submit(put, order[pending], chosen))
                     pending += 1
                 if pending == times.size:
                     break
@@ -678,6 +696,11 @@ class VideoReader:
         except BaseException:
             self._window, self._decoder = [], None
             raise
+        finally:
+            # Nothing may write into `out` after this read returns, nor touch the window's
+            # frames while the next read decodes; a conversion's error is raised here.
+            for done in concurrent.futures.wait(converting).done:
+                done.result()
         self._window = seen if self.keep_frames else seen[-2:]
         if pending < times.size:
             self._serve_past_end(times[order[pending:]], prev, last_time, order[pending:], clip)
@@ -714,6 +737,18 @@ class VideoReader:
                 return
             if t_frame + _TIE_EPS_S >= start_s:
                 yield self._to_rgb(frame), t_frame
+
+
+@functools.cache
+def _colour_thread_of(pid: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="colour")
+
+
+def _colour_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """This process's one colour thread (`VideoReader(convert_in_thread=True)`). One thread,
+    so that the conversions of a read run one after another (`_rgb` converts each frame once);
+    per process id, since a forked child inherits the executor but not its thread."""
+    return _colour_thread_of(os.getpid())
 
 
 def iter_layout_frames(reader: VideoReader, chunk: int = 16) -> Iterator[tuple[int, np.ndarray]]:
