@@ -374,7 +374,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> Iterator[Row]:
     else:  # the network detector on the GPU
         weights = _person_rcnn_weights(work / "fasterrcnn_random_persons.pth")
         detector = ["--detector", "torchvision", "DEMO.TORCHVISION_WEIGHTS", str(weights)]
-        detector_name = "Faster R-CNN (random, all persons)"
+        detector_name = "R-CNN on GPU"
     ok, seconds = _run(
         [python, "tools/demo_net.py", "--config", str(demo_cfg), "--input", str(DEMO_CLIP)]
         + ["--output", str(video), "--batch-size", "4", "--quiet", *detector, *dev],
@@ -383,7 +383,7 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> Iterator[Row]:
     )
     ok = ok and video.is_file()
     result = f"{video.name} {video.stat().st_size // 1024} KB" if ok else _tail(work / "demo.log")
-    setting = f"{demo_cfg.stem}, {detector_name}, batch 4"
+    setting = f"{demo_cfg.stem}, {detector_name}"
     yield Row("demo_net, bundled clip", setting, result, seconds, ok)
 
 
