@@ -693,14 +693,15 @@ class VideoReader:
                 if pending == times.size:
                     break
                 prev, last_time = entry, t_frame
+            for task in converting:
+                task.result()  # raises a conversion's error
         except BaseException:
             self._window, self._decoder = [], None
             raise
         finally:
             # Nothing may write into `out` after this read returns, nor touch the window's
-            # frames while the next read decodes; a conversion's error is raised here.
-            for done in concurrent.futures.wait(converting).done:
-                done.result()
+            # frames while the next read decodes.
+            concurrent.futures.wait(converting)
         self._window = seen if self.keep_frames else seen[-2:]
         if pending < times.size:
             self._serve_past_end(times[order[pending:]], prev, last_time, order[pending:], clip)
