@@ -158,9 +158,8 @@ def inference_rows(args, device: torch.device) -> list[Row]:
                 compile_s = time.perf_counter() - t
             seconds = _timed(run, device, warmup=2, iters=args.iters)
             diff = (run().float() - exact).abs().max().item()
-        except (
-            Exception
-        ) as error:  # one setting failing (torch.compile, say) must not hide the rest
+        except Exception as error:
+            # one setting failing (torch.compile, say) must not hide the others
             rows.append(Row(f"inference {name}", setting, _failure(error), 0.0, ok=False))
             continue
         rate = args.batch / seconds
@@ -298,14 +297,12 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> Iterator[Row]:
         work / "make_synthetic.log",
         600,
     )
-    yield (
-        Row(
-            "generated set",
-            "12 videos x 6 s",
-            "written" if ok else _tail(work / "make_synthetic.log"),
-            seconds,
-            ok,
-        )
+    yield Row(
+        "generated set",
+        "12 videos x 6 s",
+        "written" if ok else _tail(work / "make_synthetic.log"),
+        seconds,
+        ok,
     )
     if not ok:
         return
@@ -332,14 +329,12 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> Iterator[Row]:
             f"{backend}, {len(train)} steps, {train[-1]['sec_per_iter']:.2f} s/step, "
             f"loss {train[0]['loss']:.3f} -> {train[-1]['loss']:.3f}, {checkpoints[-1].name}"
         )
-    yield (
-        Row(
-            "train_net under torchrun, 1 process",
-            f"bf16 AMP, {backend}",
-            result,
-            seconds,
-            bool(checkpoints),
-        )
+    yield Row(
+        "train_net under torchrun, 1 process",
+        f"bf16 AMP, {backend}",
+        result,
+        seconds,
+        bool(checkpoints),
     )
     if not checkpoints:
         return
@@ -358,14 +353,12 @@ def end_to_end_rows(args, device: torch.device, work: Path) -> Iterator[Row]:
             if ok and metrics.is_file()
             else _tail(work / f"test_{precision}.log")
         )
-        yield (
-            Row(
-                "test_net, generated set",
-                "fp32" if precision == "none" else precision,
-                result,
-                seconds,
-                ok,
-            )
+        yield Row(
+            "test_net, generated set",
+            "fp32" if precision == "none" else precision,
+            result,
+            seconds,
+            ok,
         )
     demo_cfg = TINY if args.tiny else R101
     video = work / "demo" / "vtest_actions.mp4"
